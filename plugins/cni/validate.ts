@@ -1,0 +1,34 @@
+import { CniError, ErrorCode } from './errors.js';
+
+/** SPEC.md: container ID and network name must match this; both end up in paths and keys. */
+const ID_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+const IFNAME_MAX = 15; // IFNAMSIZ - 1
+
+export function validateContainerId(id: string): void {
+  if (!id) throw new CniError(ErrorCode.UnknownContainer, 'missing containerID');
+  if (!ID_PATTERN.test(id)) {
+    throw new CniError(ErrorCode.InvalidEnvironmentVariables, `invalid characters in containerID "${id}"`, 'CNI_CONTAINERID');
+  }
+}
+
+export function validateIfName(name: string): void {
+  const fail = (why: string): never => {
+    throw new CniError(ErrorCode.InvalidEnvironmentVariables, `invalid interface name "${name}": ${why}`, 'CNI_IFNAME');
+  };
+  if (!name) fail('empty');
+  if (name.length > IFNAME_MAX) fail(`longer than ${IFNAME_MAX} characters`);
+  if (name === '.' || name === '..') fail('not a valid name');
+  if (/[/:\s]/.test(name)) fail("contains '/', ':' or whitespace");
+}
+
+export function validateNetworkName(name: unknown): asserts name is string {
+  if (typeof name !== 'string' || name === '') {
+    throw new CniError(ErrorCode.InvalidNetworkConfig, 'missing network name');
+  }
+  if (!ID_PATTERN.test(name)) {
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      `invalid characters in network name "${name}": must match ${ID_PATTERN.source}`,
+    );
+  }
+}

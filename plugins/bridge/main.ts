@@ -1,0 +1,6 @@
+import { runMain } from '../cni/run-main.js';
+import { createBridgePlugin } from './bridge.js';
+
+export function main(): Promise<number> {
+  return runMain(createBridgePlugin(), { name: 'podnet-bridge', about: 'podnet bridge plugin' });
+}

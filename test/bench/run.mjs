@@ -1,12 +1,10 @@
 // npm run bench [-- section ...]: runs every test/bench/<section>.bench.ts in turn (or the ones
-// named). Each section is a script that prints measured figures; nothing here asserts a time.
-// Sections are TypeScript: esbuild bundles each to a temporary ESM file (dependencies stay
-// external) and it runs on the same Node 22 as the tests.
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+// named), each bundled and run on this Node by scripts/run-ts.mjs. A section is a script that
+// prints measured figures; nothing here asserts a time.
+import { readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as esbuild from 'esbuild';
+import { bundleTs, runBundled } from '../../scripts/run-ts.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const wanted = process.argv.slice(2);
@@ -16,33 +14,21 @@ const sections = readdirSync(here)
   .filter((name) => wanted.length === 0 || wanted.includes(name))
   .sort();
 if (sections.length === 0) {
-  console.error(`no bench sections match ${wanted.join(' ')}`);
+  console.error(`no bench sections match: ${wanted.join(' ') || '(none exist yet)'}`);
   process.exit(2);
 }
-const work = mkdtempSync(join(here, '.run-'));
 let failed = 0;
-try {
-  for (const name of sections) {
-    const outfile = join(work, `${name}.mjs`);
-    await esbuild.build({
-      entryPoints: [join(here, `${name}.bench.ts`)],
-      outfile,
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
-      target: 'node22',
-      packages: 'external',
-      logLevel: 'warning',
-    });
-    console.log(`\n## ${name}\n`);
-    try {
-      execFileSync(process.execPath, [outfile], { stdio: 'inherit', cwd: join(here, '..', '..') });
-    } catch {
+for (const name of sections) {
+  console.log(`\n## ${name}\n`);
+  const { outfile, cleanup } = await bundleTs(join(here, `${name}.bench.ts`));
+  try {
+    const code = await runBundled(outfile, []);
+    if (code !== 0) {
       failed += 1;
-      console.log(`(section ${name} failed)`);
+      console.log(`(section ${name} exited with ${code})`);
     }
+  } finally {
+    cleanup();
   }
-} finally {
-  rmSync(work, { recursive: true, force: true });
 }
 process.exitCode = failed ? 1 : 0;

@@ -1,7 +1,15 @@
 import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 
-export const REPO_ROOT = resolve(import.meta.dirname, '..', '..');
+/** The checkout's root: found by walking up, so it holds also when this file runs bundled. */
+export const REPO_ROOT = findRepoRoot(import.meta.dirname);
+
+function findRepoRoot(from: string): string {
+  for (let dir = from; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'plugins', 'cni')) && existsSync(join(dir, 'package.json'))) return dir;
+    if (dirname(dir) === dir) throw new Error(`no podnet checkout above ${from}`);
+  }
+}
 export const DIST_BIN = join(REPO_ROOT, 'dist', 'bin');
 export const isRoot = process.getuid?.() === 0;
 /** The reference plugins from Debian's containernetworking-plugins, when installed. */

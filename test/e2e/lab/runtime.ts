@@ -1,0 +1,181 @@
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { execa } from 'execa';
+
+/**
+ * A small container runtime's CNI half, as libcni does it (the library containerd and CRI-O
+ * use): pick the conflist's version, run each plugin in order with the previous result as
+ * prevResult, cache the final result, and on DEL run the plugins in reverse with the cached
+ * result. Plugins run inside the node's network namespace (`ip netns exec <node>`).
+ */
+
+export interface PluginConf {
+  type: string;
+  capabilities?: Record<string, boolean>;
+  [key: string]: unknown;
+}
+
+export interface NetworkList {
+  cniVersion: string;
+  cniVersions?: string[];
+  name: string;
+  plugins: PluginConf[];
+}
+
+export interface RuntimeConf {
+  containerId: string;
+  /** Path of the pod's network namespace. */
+  netns: string;
+  ifName: string;
+  args?: [string, string][];
+  /** Offered to plugins whose `capabilities` ask for the key (libcni's capabilityArgs). */
+  capabilityArgs?: Record<string, unknown>;
+}
+
+export class CniPluginError extends Error {
+  constructor(
+    readonly plugin: string,
+    readonly verb: string,
+    readonly code: number,
+    msg: string,
+  ) {
+    super(`plugin ${plugin} ${verb} failed (code ${code}): ${msg}`);
+  }
+}
+
+const RUNTIME_VERSIONS = ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'];
+
+const cmpVersion = (a: string, b: string) => a.localeCompare(b, undefined, { numeric: true });
+
+/** libcni: the highest of cniVersion ∪ cniVersions that the runtime supports. */
+export function pickVersion(list: NetworkList): string {
+  const offered = [list.cniVersion, ...(list.cniVersions ?? [])].filter((v) => RUNTIME_VERSIONS.includes(v));
+  const best = offered.sort(cmpVersion).at(-1);
+  if (!best) throw new Error(`network ${list.name}: no supported cniVersion in ${JSON.stringify([list.cniVersion, ...(list.cniVersions ?? [])])}`);
+  return best;
+}
+
+export interface CniRuntimeOptions {
+  /** CNI_PATH. */
+  binDirs: string[];
+  /** Where ADD results are cached for CHECK and DEL. */
+  cacheDir: string;
+  /** Network namespace (name) the plugins run in: the node. */
+  node: string;
+}
+
+export class CniRuntime {
+  constructor(private readonly opts: CniRuntimeOptions) {}
+
+  async add(list: NetworkList, rt: RuntimeConf): Promise<Record<string, unknown>> {
+    const version = pickVersion(list);
+    let prev: unknown;
+    for (const plugin of list.plugins) {
+      const out = await this.exec('ADD', plugin, this.pluginConf(list, plugin, version, rt, prev), rt);
+      prev = JSON.parse(out);
+    }
+    await this.saveCache(list, rt, prev);
+    return prev as Record<string, unknown>;
+  }
+
+  async check(list: NetworkList, rt: RuntimeConf): Promise<void> {
+    const version = pickVersion(list);
+    const cached = await this.loadCache(list, rt);
+    if (cached === undefined) throw new Error(`no cached result for ${rt.containerId}/${rt.ifName} in network ${list.name}`);
+    for (const plugin of list.plugins) await this.exec('CHECK', plugin, this.pluginConf(list, plugin, version, rt, cached), rt);
+  }
+
+  async del(list: NetworkList, rt: RuntimeConf): Promise<void> {
+    const version = pickVersion(list);
+    const cached = await this.loadCache(list, rt);
+    for (const plugin of [...list.plugins].reverse()) {
+      await this.exec('DEL', plugin, this.pluginConf(list, plugin, version, rt, cached), rt);
+    }
+    await rm(this.cacheFile(list, rt), { force: true });
+  }
+
+  async gc(list: NetworkList, valid: { containerID: string; ifname: string }[]): Promise<void> {
+    const version = pickVersion(list);
+    for (const plugin of list.plugins) {
+      const conf = { ...plugin, name: list.name, cniVersion: version, 'cni.dev/valid-attachments': valid };
+      await this.exec('GC', plugin, conf, undefined);
+    }
+  }
+
+  async status(list: NetworkList): Promise<void> {
+    const version = pickVersion(list);
+    for (const plugin of list.plugins) await this.exec('STATUS', plugin, { ...plugin, name: list.name, cniVersion: version }, undefined);
+  }
+
+  private pluginConf(list: NetworkList, plugin: PluginConf, version: string, rt: RuntimeConf, prev: unknown): Record<string, unknown> {
+    const conf: Record<string, unknown> = { ...plugin, name: list.name, cniVersion: version };
+    const runtimeConfig: Record<string, unknown> = {};
+    for (const [cap, on] of Object.entries(plugin.capabilities ?? {})) {
+      if (on && rt.capabilityArgs && cap in rt.capabilityArgs) runtimeConfig[cap] = rt.capabilityArgs[cap];
+    }
+    if (Object.keys(runtimeConfig).length) conf.runtimeConfig = runtimeConfig;
+    if (prev !== undefined) conf.prevResult = prev;
+    return conf;
+  }
+
+  private async exec(verb: string, plugin: PluginConf, conf: unknown, rt: RuntimeConf | undefined): Promise<string> {
+    const env: Record<string, string> = {
+      PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+      CNI_COMMAND: verb,
+      CNI_PATH: this.opts.binDirs.join(':'),
+    };
+    if (rt) {
+      env.CNI_CONTAINERID = rt.containerId;
+      env.CNI_NETNS = rt.netns;
+      env.CNI_IFNAME = rt.ifName;
+      env.CNI_ARGS = (rt.args ?? []).map(([k, v]) => `${k}=${v}`).join(';');
+    }
+    const file = this.findPlugin(plugin.type);
+    const r = await execa('ip', ['netns', 'exec', this.opts.node, file], {
+      input: JSON.stringify(conf),
+      env,
+      extendEnv: false,
+      reject: false,
+      timeout: 60_000,
+    });
+    if (r.exitCode !== 0) {
+      let code = -1;
+      let msg = r.stderr.trim() || r.stdout.trim();
+      try {
+        const e = JSON.parse(r.stdout) as { code: number; msg: string; details?: string };
+        code = e.code;
+        msg = e.details ? `${e.msg}; ${e.details}` : e.msg;
+      } catch {
+        // not an error JSON
+      }
+      throw new CniPluginError(plugin.type, verb, code, msg);
+    }
+    return r.stdout;
+  }
+
+  /** libcni's FindInPath: the first CNI_PATH directory that has the plugin. */
+  private findPlugin(type: string): string {
+    const file = this.opts.binDirs.map((d) => join(d, type)).find((f) => existsSync(f));
+    if (!file) throw new CniPluginError(type, 'find', -1, `not found in ${this.opts.binDirs.join(':')}`);
+    return file;
+  }
+
+  private cacheFile(list: NetworkList, rt: RuntimeConf): string {
+    return join(this.opts.cacheDir, 'results', `${list.name}-${rt.containerId}-${rt.ifName}`);
+  }
+
+  private async saveCache(list: NetworkList, rt: RuntimeConf, result: unknown): Promise<void> {
+    await mkdir(join(this.opts.cacheDir, 'results'), { recursive: true });
+    const entry = { kind: 'cniCacheV1', containerId: rt.containerId, ifName: rt.ifName, networkName: list.name, config: list, result };
+    await writeFile(this.cacheFile(list, rt), JSON.stringify(entry));
+  }
+
+  private async loadCache(list: NetworkList, rt: RuntimeConf): Promise<unknown> {
+    try {
+      return (JSON.parse(await readFile(this.cacheFile(list, rt), 'utf8')) as { result: unknown }).result;
+    } catch {
+      return undefined;
+    }
+  }
+}

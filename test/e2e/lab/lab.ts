@@ -43,6 +43,8 @@ export interface Pod {
   ip: string;
   ifName: string;
   probePid?: number;
+  /** How long the conflist ADD took (the runtime's view: every plugin, spawns included). */
+  addMs?: number;
 }
 
 export interface LabState {
@@ -273,7 +275,9 @@ export class Lab {
     this.state.pods.push(pod);
     this.save();
     await nsBatch(ns, ['link set lo up']);
+    const t0 = performance.now();
     const result = await this.runtime(node).add(conf, this.rtConf(pod));
+    pod.addMs = performance.now() - t0;
     pod.ip = firstIp(result);
     this.save();
     return pod;

@@ -9,14 +9,16 @@
  *                         (files holding only `<containerID>` are legacy and still honoured)
  *   last_reserved_ip.<n>  the address last handed out from range set n (round-robin cursor)
  *   lock                  the reference's flock file; never touched here
- *   podnet.lock/          proper-lockfile's lock (a directory: mkdir is the atomic step)
- *   podnet-index/         one file per attachment, `<containerID>:<ifname>` (hashed when the
+ *   podnet/               podnet's own state, all below one name so that nothing but
+ *                         reservations and last_reserved_ip ever changes the directory itself:
+ *     lock/               proper-lockfile's lock (a directory: mkdir is the atomic step)
+ *     index/              one file per attachment, `<containerID>:<ifname>` (hashed when the
  *                         name would be unsafe or long), holding JSON {containerID, ifname, ips};
  *                         JSON never equals a reservation's content, so the reference's walk
- *                         (which reads every file below the directory) never mistakes one.
- *   podnet-index/.stamp   the network directory's mtime (ns) when the index was last known to
+ *                         (which reads every file below the directory) never mistakes one
+ *     index/.stamp        the network directory's mtime (ns) when the index was last known to
  *                         match the reservation files
- *   podnet-tmp/           temporary files, all garbage whenever the lock is free
+ *     tmp/                temporary files, all garbage whenever the lock is free
  *
  * Why an index: the reference finds an attachment's addresses (duplicate check, DEL, CHECK) by
  * reading every file in the directory, so its ADD slows down linearly with the number of
@@ -31,7 +33,7 @@
  * (first run on a store the reference made) is the same case: migration is a rebuild.
  * Limit: the kernel's mtime has clock-tick granularity, so a foreign change within the same
  * tick as podnet's last change goes unnoticed; that needs the reference to run at the very same
- * moment, which is unsafe anyway (it locks with flock on `lock`, podnet with podnet.lock).
+ * moment, which is unsafe anyway (it locks with flock on `lock`, podnet with podnet/lock).
  * Whatever the index says, an entry is believed only for files whose content names its owner,
  * and allocation checks the reservation files themselves, never the index.
  *
@@ -67,9 +69,11 @@ import { CniError, ErrorCode, causeText, isCniError } from '../../../plugins/cni
 import { formatIp, parseIp, reservationName } from '../ip.js';
 import { type Owner, type PickedIp, type Reservation, type Store, type StoreTx, ownerText, parseOwner, sameOwner } from './store.js';
 
-export const LOCK_NAME = 'podnet.lock';
-export const INDEX_NAME = 'podnet-index';
-export const TMP_NAME = 'podnet-tmp';
+/** podnet's directory inside the network's, and its parts. */
+export const STATE_NAME = 'podnet';
+export const LOCK_NAME = 'podnet/lock';
+export const INDEX_NAME = 'podnet/index';
+export const TMP_NAME = 'podnet/tmp';
 const STAMP_NAME = '.stamp';
 const LAST_IP_PREFIX = 'last_reserved_ip.';
 
@@ -130,7 +134,7 @@ export class DiskStore implements Store {
 
   async withLock<T>(fn: (tx: StoreTx) => T | Promise<T>): Promise<T> {
     try {
-      mkdirSync(this.dir, { recursive: true, mode: 0o755 });
+      mkdirSync(this.tmpDir, { recursive: true, mode: 0o755 });
     } catch (e) {
       throw new CniError(ErrorCode.IoFailure, `failed to create store directory "${this.dir}": ${causeText(e)}`, '', { cause: e });
     }
@@ -185,7 +189,11 @@ export class DiskStore implements Store {
   }
 
   exists(): boolean {
-    return lstatSync(this.dir, { throwIfNoEntry: false })?.isDirectory() ?? false;
+    try {
+      return lstatSync(this.dir).isDirectory();
+    } catch {
+      return false;
+    }
   }
 
   probe(): string[] {
@@ -217,7 +225,6 @@ class DiskTx implements StoreTx {
 
   /** Clear leftovers of killed processes; rebuild the index unless the stamp vouches for it. */
   async open(): Promise<void> {
-    mkdirSync(this.tmpDir, { recursive: true, mode: 0o700 });
     for (const name of readdirSync(this.tmpDir)) rmSync(join(this.tmpDir, name), { recursive: true, force: true });
     const now = this.dirMtime();
     let stamp: bigint | undefined;

@@ -1,0 +1,77 @@
+import { describe, expect, it } from 'vitest';
+import { formatIp, parseCidr, parseIp, parseIpMaybeCidr, reservationName } from '../../../../ipam/host-local/ip.js';
+import { parseResolvConf } from '../../../../ipam/host-local/resolv-conf.js';
+import { entryName } from '../../../../ipam/host-local/store/disk-store.js';
+import { ownerText, parseOwner } from '../../../../ipam/host-local/store/store.js';
+
+describe('ip', () => {
+  it.each([
+    ['10.0.0.1', 4, 0x0a000001n],
+    ['255.255.255.255', 4, 0xffffffffn],
+    ['::ffff:10.0.0.1', 4, 0x0a000001n],
+    ['fd00::1', 6, 0xfd000000000000000000000000000001n],
+    ['::', 6, 0n],
+  ])('parses %s', (text, family, value) => {
+    expect(parseIp(text)).toEqual({ family, value });
+  });
+
+  it.each(['', '10.0.0', '10.0.0.256', '010.0.0.1', '10.0.0.1 ', '1.2.3.4.5', 'fe80::1%eth0', 'fd00:::1', 'x'])('rejects %j', (t) => {
+    expect(parseIp(t)).toBeUndefined();
+  });
+
+  it('formats as Go does (RFC 5952 for IPv6)', () => {
+    for (const t of ['10.0.0.1', '2001:db8::1:0:0:1', 'fd00::', '::1', 'fd00:0:1::5']) expect(formatIp(parseIp(t) ?? { family: 4, value: 0n })).toBe(t);
+    expect(formatIp(parseIp('2001:DB8:0:0:1:0:0:1') ?? { family: 4, value: 0n })).toBe('2001:db8::1:0:0:1');
+  });
+
+  it('parses CIDRs and addresses with an optional prefix', () => {
+    expect(parseCidr('10.1.2.3/24')).toEqual({ addr: { family: 4, value: 0x0a010203n }, prefix: 24 });
+    expect(parseCidr('fd00::/64')?.prefix).toBe(64);
+    expect(parseCidr('10.0.0.0/33')).toBeUndefined();
+    expect(parseCidr('10.0.0.0/024')).toBeUndefined();
+    expect(parseCidr('10.0.0.0')).toBeUndefined();
+    expect(parseIpMaybeCidr('10.0.0.5/24')).toEqual({ family: 4, value: 0x0a000005n });
+    expect(parseIpMaybeCidr('10.0.0.5')).toEqual({ family: 4, value: 0x0a000005n });
+  });
+
+  it('recognises only canonical addresses as reservation file names', () => {
+    expect(reservationName('10.0.0.5')).toBeDefined();
+    expect(reservationName('fd00::5')).toBeDefined();
+    for (const n of ['lock', 'last_reserved_ip.0', 'podnet-index', 'podnet.lock', 'podnet-tmp', 'fd00:0::5', '::ffff:10.0.0.1', 'c1:eth0']) {
+      expect(reservationName(n)).toBeUndefined();
+    }
+  });
+});
+
+describe('owners and index entry names', () => {
+  it('writes and reads the reference content', () => {
+    expect(ownerText({ containerId: 'abc', ifName: 'eth0' })).toBe('abc\r\neth0');
+    expect(ownerText({ containerId: 'abc' })).toBe('abc');
+    expect(parseOwner('abc\r\neth0')).toEqual({ containerId: 'abc', ifName: 'eth0' });
+    expect(parseOwner('  abc\n')).toEqual({ containerId: 'abc' });
+    expect(parseOwner(' \n')).toBeUndefined();
+  });
+
+  it('names entries <id>:<ifname>, hashing long or unsafe names', () => {
+    expect(entryName({ containerId: 'abc', ifName: 'eth0' })).toBe('abc:eth0');
+    expect(entryName({ containerId: 'abc' })).toBe('abc:');
+    const long = entryName({ containerId: 'a'.repeat(250), ifName: 'eth0' });
+    expect(long).toMatch(/^~[0-9a-f]{64}$/);
+    expect(entryName({ containerId: '../../etc', ifName: 'x' })).toMatch(/^~[0-9a-f]{64}$/);
+    expect(entryName({ containerId: 'a/b' })).not.toContain('/');
+    expect(entryName({ containerId: 'a'.repeat(250) })).not.toBe(long);
+  });
+});
+
+describe('parseResolvConf', () => {
+  it('reads nameserver, domain, search and options like upstream dns.go', () => {
+    const text = '# comment\n; also\nnameserver 8.8.8.8\nnameserver 2001:4860:4860::8888\ndomain example.com\nsearch a.example b.example\noptions ndots:5 rotate\nbogus\n';
+    expect(parseResolvConf(text)).toEqual({
+      nameservers: ['8.8.8.8', '2001:4860:4860::8888'],
+      domain: 'example.com',
+      search: ['a.example', 'b.example'],
+      options: ['ndots:5', 'rotate'],
+    });
+    expect(parseResolvConf('')).toEqual({});
+  });
+});

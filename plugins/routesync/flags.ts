@@ -1,0 +1,158 @@
+import { DEFAULT_ROUTE_PROTOCOL } from './reconcile-routes.js';
+import type { MasqMode } from './reconcile-masq.js';
+
+/**
+ * Command line of podnet-routesync. One table drives parsing and --help, so every flag is
+ * documented by construction. `--flag value` and `--flag=value` both work.
+ */
+export interface Options {
+  nodeName: string;
+  kubeconfig: string | undefined;
+  nodesFile: string | undefined;
+  cniConfDir: string;
+  conflistTemplate: string | undefined;
+  writeConflist: boolean;
+  masquerade: MasqMode;
+  sysctlRoot: string;
+  brNetfilter: boolean;
+  routeProtocol: number;
+  metricsAddr: string;
+  resyncMs: number;
+  pollMs: number;
+  once: boolean;
+  logLevel: string;
+  listPageSize: number;
+  help: boolean;
+}
+
+interface FlagSpec {
+  name: string;
+  key: keyof Options;
+  kind: 'string' | 'bool' | 'duration' | 'int';
+  value?: string;
+  help: string;
+  check?: (v: unknown) => string | undefined;
+}
+
+const FLAGS: FlagSpec[] = [
+  { name: 'node-name', key: 'nodeName', kind: 'string', value: 'NAME', help: 'this node\'s name as in the API (default: $NODE_NAME, set from the downward API in the DaemonSet)' },
+  { name: 'kubeconfig', key: 'kubeconfig', kind: 'string', value: 'PATH', help: 'kubeconfig to use instead of the in-cluster service account' },
+  { name: 'nodes-file', key: 'nodesFile', kind: 'string', value: 'PATH', help: 'read Nodes from this JSON/YAML NodeList (re-read on change) instead of the API server' },
+  { name: 'cni-conf-dir', key: 'cniConfDir', kind: 'string', value: 'DIR', help: 'where to write 10-podnet.conflist (default /etc/cni/net.d)' },
+  { name: 'conflist-template', key: 'conflistTemplate', kind: 'string', value: 'PATH', help: 'JSON conflist to fill in instead of the built-in one (conf/routesync-template.conflist)' },
+  { name: 'write-conflist', key: 'writeConflist', kind: 'bool', help: 'write the CNI config list (default true; --write-conflist=false to only route)' },
+  {
+    name: 'masquerade',
+    key: 'masquerade',
+    kind: 'string',
+    value: 'MODE',
+    help: 'auto | nftables | iptables | none: masquerade pod traffic leaving the cluster pod CIDRs (default auto: nftables if usable, else iptables)',
+    check: (v) => (['auto', 'nftables', 'iptables', 'none'].includes(String(v)) ? undefined : 'must be auto, nftables, iptables or none'),
+  },
+  { name: 'sysctl-root', key: 'sysctlRoot', kind: 'string', value: 'DIR', help: 'where net/bridge/bridge-nf-call-* live (default /proc/sys)' },
+  { name: 'br-netfilter', key: 'brNetfilter', kind: 'bool', help: 'ensure net.bridge.bridge-nf-call-iptables/ip6tables = 1 (default true)' },
+  {
+    name: 'route-protocol',
+    key: 'routeProtocol',
+    kind: 'int',
+    value: 'N',
+    help: `routing protocol number marking this daemon's routes (default ${DEFAULT_ROUTE_PROTOCOL} = 0x70)`,
+    check: (v) => (Number(v) >= 5 && Number(v) <= 255 ? undefined : 'must be 5..255 (0-4 are the kernel\'s own)'),
+  },
+  { name: 'metrics-addr', key: 'metricsAddr', kind: 'string', value: 'HOST:PORT', help: 'serve /metrics, /healthz and /readyz here (default 0.0.0.0:9646; empty to disable)' },
+  { name: 'resync-interval', key: 'resyncMs', kind: 'duration', value: 'DURATION', help: 'full resync period: repairs routes and rules changed by hand, rechecks reachability (default 30s)' },
+  { name: 'nodes-file-poll', key: 'pollMs', kind: 'duration', value: 'DURATION', help: 'stat poll period of --nodes-file, in addition to inotify (default 2s)' },
+  { name: 'list-page-size', key: 'listPageSize', kind: 'int', value: 'N', help: 'Nodes per list page (default 500)', check: (v) => (Number(v) >= 1 ? undefined : 'must be at least 1') },
+  { name: 'once', key: 'once', kind: 'bool', help: 'reconcile once and exit: 0 when converged, 1 with the reasons otherwise' },
+  { name: 'log-level', key: 'logLevel', kind: 'string', value: 'LEVEL', help: 'error | warn | info | debug (default info); logs are JSON lines on stderr', check: (v) => (['error', 'warn', 'info', 'debug'].includes(String(v)) ? undefined : 'must be error, warn, info or debug') },
+  { name: 'help', key: 'help', kind: 'bool', help: 'print this help' },
+];
+
+export function helpText(): string {
+  const rows = FLAGS.map((f) => [`  --${f.name}${f.value ? ` ${f.value}` : ''}`, f.help] as const);
+  const width = Math.max(...rows.map((r) => r[0].length)) + 2;
+  return [
+    'podnet-routesync: makes every node\'s pod CIDR routable from this node, writes this node\'s CNI config,',
+    'masquerades pod traffic leaving the cluster, and keeps br_netfilter on.',
+    '',
+    'usage: podnet-routesync [flags]',
+    '',
+    ...rows.map(([a, b]) => `${a.padEnd(width)}${b}`),
+    '',
+    'Durations: 500ms, 30s, 5m, or a plain number of seconds. Signals: SIGTERM/SIGINT exit within 5 s and leave routes in place.',
+    '',
+  ].join('\n');
+}
+
+export function parseDuration(text: string): number | undefined {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  if (!m) return undefined;
+  const n = Number(m[1]);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
+  return Math.round(n * unit);
+}
+
+export type ParseResult = { ok: true; options: Options } | { ok: false; error: string };
+
+export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv): ParseResult {
+  const o: Options = {
+    nodeName: env.NODE_NAME ?? '',
+    kubeconfig: undefined,
+    nodesFile: undefined,
+    cniConfDir: '/etc/cni/net.d',
+    conflistTemplate: undefined,
+    writeConflist: true,
+    masquerade: 'auto',
+    sysctlRoot: '/proc/sys',
+    brNetfilter: true,
+    routeProtocol: DEFAULT_ROUTE_PROTOCOL,
+    metricsAddr: '0.0.0.0:9646',
+    resyncMs: 30_000,
+    pollMs: 2000,
+    once: false,
+    logLevel: 'info',
+    listPageSize: 500,
+    help: false,
+  };
+  const set = o as unknown as Record<string, unknown>;
+  for (let i = 0; i < argv.length; i += 1) {
+    const arg = argv[i] as string;
+    if (arg === '-h') {
+      o.help = true;
+      continue;
+    }
+    if (!arg.startsWith('--')) return { ok: false, error: `unexpected argument "${arg}"` };
+    const eq = arg.indexOf('=');
+    const name = arg.slice(2, eq < 0 ? undefined : eq);
+    const spec = FLAGS.find((f) => f.name === name);
+    if (!spec) return { ok: false, error: `unknown flag "--${name}"` };
+    let raw: string | undefined = eq < 0 ? undefined : arg.slice(eq + 1);
+    if (spec.kind === 'bool') {
+      if (raw === undefined) set[spec.key] = true;
+      else if (['true', '1', 'yes'].includes(raw)) set[spec.key] = true;
+      else if (['false', '0', 'no'].includes(raw)) set[spec.key] = false;
+      else return { ok: false, error: `--${name}: "${raw}" is not true or false` };
+      continue;
+    }
+    if (raw === undefined) {
+      raw = argv[i + 1];
+      if (raw === undefined) return { ok: false, error: `--${name} needs a value` };
+      i += 1;
+    }
+    let value: unknown = raw;
+    if (spec.kind === 'duration') {
+      value = parseDuration(raw);
+      if (value === undefined || value === 0) return { ok: false, error: `--${name}: "${raw}" is not a positive duration` };
+    } else if (spec.kind === 'int') {
+      if (!/^\d+$/.test(raw)) return { ok: false, error: `--${name}: "${raw}" is not a number` };
+      value = Number(raw);
+    }
+    const bad = spec.check?.(value);
+    if (bad) return { ok: false, error: `--${name}: ${bad}` };
+    set[spec.key] = value;
+  }
+  if (o.help) return { ok: true, options: o };
+  if (!o.nodeName) return { ok: false, error: 'no node name: pass --node-name NAME or set NODE_NAME' };
+  if (o.kubeconfig && o.nodesFile) return { ok: false, error: '--kubeconfig and --nodes-file exclude each other' };
+  return { ok: true, options: o };
+}

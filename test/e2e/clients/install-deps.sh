@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the real-client e2e suites need (test/e2e/containerd.test.ts,
+# test/e2e/libcni.test.ts), only when something is missing; idempotent. Runs as root.
+#   containerd + runc      `ctr run --cni` against a private containerd
+#   busybox-static         the rootfs of the locally built container image (no registry)
+#   golang-go + golang-github-appc-cni-dev   the libcni driver, built offline (GO111MODULE=off)
+#   util-linux             unshare/nsenter/mount (normally present)
+set -euo pipefail
+
+need=()
+command -v containerd >/dev/null || need+=(containerd)
+command -v ctr >/dev/null || need+=(containerd)
+command -v runc >/dev/null || need+=(runc)
+[ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx nc || need+=(busybox-static)
+dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
+command -v go >/dev/null || [ -x /usr/lib/go/bin/go ] || need+=(golang-go)
+[ -d /usr/share/gocode/src/github.com/containernetworking/cni/libcni ] || need+=(golang-github-appc-cni-dev)
+command -v unshare >/dev/null || need+=(util-linux)
+
+if [ ${#need[@]} -gt 0 ]; then
+  mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
+  echo "install-deps (clients): installing ${need[*]}"
+  start=$(date +%s)
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  echo "install-deps (clients): done in $(( $(date +%s) - start ))s"
+fi

@@ -1,0 +1,113 @@
+import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { join } from 'node:path';
+import { DIST_BIN, REFERENCE_BIN } from '../../helpers/env.js';
+
+/**
+ * Which plugins the client suites drive. podnet's own by default (what these suites exist for);
+ * `PODNET_CLIENTS_PLUGINS=reference` runs the same suites against Debian's reference bridge and
+ * host-local, to tell a client or harness problem from a podnet one.
+ */
+export const FLAVOUR: 'podnet' | 'reference' = process.env.PODNET_CLIENTS_PLUGINS === 'reference' ? 'reference' : 'podnet';
+
+export const TYPES =
+  FLAVOUR === 'podnet' ? { bridge: 'podnet-bridge', ipam: 'podnet-host-local' } : { bridge: 'bridge', ipam: 'host-local' };
+
+/** The chained and helper plugins a runtime's bin dir has next to podnet (kind ships both). */
+const STOCK = ['loopback', 'portmap'] as const;
+
+/** Where each executable in the bin dir comes from. */
+export function pluginSources(): Record<string, string> {
+  const own =
+    FLAVOUR === 'podnet'
+      ? { [TYPES.bridge]: join(DIST_BIN, TYPES.bridge), [TYPES.ipam]: join(DIST_BIN, TYPES.ipam) }
+      : { [TYPES.bridge]: join(REFERENCE_BIN, 'bridge'), [TYPES.ipam]: join(REFERENCE_BIN, 'host-local') };
+  return { ...own, ...Object.fromEntries(STOCK.map((p) => [p, join(REFERENCE_BIN, p)])) };
+}
+
+/** Missing executables, as a message for a clearly failing beforeAll (`npm run build` makes podnet's). */
+export function missingPlugins(): string | undefined {
+  const missing = Object.values(pluginSources()).filter((f) => !existsSync(f));
+  if (missing.length === 0) return undefined;
+  return `missing plugin executables: ${missing.join(', ')}${FLAVOUR === 'podnet' ? ' (run `npm run build`)' : ''}`;
+}
+
+/**
+ * A runtime's CNI bin dir: links named as the plugin types. The links keep their names, so the
+ * multi-call podnet executable dispatches on them exactly as from /opt/cni/bin.
+ */
+export function makeBinDir(dir: string): string {
+  mkdirSync(dir, { recursive: true });
+  for (const [name, target] of Object.entries(pluginSources())) symlinkSync(target, join(dir, name));
+  return dir;
+}
+
+export interface ConflistOptions {
+  name: string;
+  cniVersion: string;
+  bridge: string;
+  subnet: string;
+  dataDir: string;
+  /** Chain portmap after the bridge (it needs cniVersion >= 0.3.0), as kind's conflist does. */
+  portmap?: boolean;
+}
+
+/** A conflist shaped like the one podnet-routesync writes: bridge + host-local (+ portmap). */
+export function bridgeConflist(o: ConflistOptions): Record<string, unknown> {
+  const plugins: Record<string, unknown>[] = [
+    {
+      type: TYPES.bridge,
+      bridge: o.bridge,
+      isGateway: true,
+      ipMasq: false,
+      hairpinMode: true,
+      ipam: {
+        type: TYPES.ipam,
+        ranges: [[{ subnet: o.subnet }]],
+        routes: [{ dst: '0.0.0.0/0' }],
+        dataDir: o.dataDir,
+      },
+    },
+  ];
+  if (o.portmap ?? true) plugins.push({ type: 'portmap', capabilities: { portMappings: true } });
+  return { cniVersion: o.cniVersion, name: o.name, plugins };
+}
+
+export interface Reservation {
+  containerId: string;
+  ifName: string;
+}
+
+/**
+ * The host-local store's reservations for a network (`<dataDir>/<network>/<ip>` holding
+ * `<containerID>\r\n<ifname>`), as ip → owner. Other files (lock, last_reserved_ip.N) are skipped.
+ */
+export function reservations(dataDir: string, network: string): Map<string, Reservation> {
+  const dir = join(dataDir, network);
+  const out = new Map<string, Reservation>();
+  if (!existsSync(dir)) return out;
+  for (const name of readdirSync(dir)) {
+    if (isIP(name) === 0) continue;
+    const [containerId = '', ifName = ''] = readFileSync(join(dir, name), 'utf8').split(/\r?\n/);
+    out.set(name, { containerId: containerId.trim(), ifName: ifName.trim() });
+  }
+  return out;
+}
+
+/**
+ * Files in a network's store whose name or content names the container: none may be left after
+ * DEL, whatever extra bookkeeping the IPAM keeps next to the reference layout.
+ */
+export function storeFilesNaming(dataDir: string, network: string, containerId: string): string[] {
+  const hits: string[] = [];
+  const walk = (d: string) => {
+    if (!existsSync(d)) return;
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile() && (e.name.includes(containerId) || readFileSync(p, 'utf8').includes(containerId))) hits.push(p);
+    }
+  };
+  walk(join(dataDir, network));
+  return hits;
+}

@@ -1,0 +1,143 @@
+import { CommandError } from '../linux/exec.js';
+import {
+  MASQ_CHAIN,
+  MASQ_TABLE,
+  type MasqTarget,
+  iptChainsOfNetwork,
+  iptMasqAdd,
+  iptMasqDelete,
+  nftApplyCreating,
+  nftDeleteRules,
+  nftMasqBaseLines,
+  nftMasqRuleLines,
+} from '../linux/masq.js';
+import type { Netfilter, NftRule } from '../linux/netfilter.js';
+import { SPOOFCHK_FAMILY, spoofchkBaseLines, spoofchkRuleLines } from '../linux/spoofchk.js';
+import type { Attachment } from '../cni/types.js';
+import { calcAttachmentKey, calcIptablesChain, calcIptablesComment, calcNetworkKey, calcRuleComment } from './names.js';
+import type { BridgeConf } from './netconf.js';
+
+/**
+ * The bridge's firewall state for one attachment: masquerade rules (`ipMasq`) and the MAC spoof
+ * check (`macspoofchk`), added in one nft transaction and found again by key.
+ */
+export interface Masq {
+  add(targets: readonly MasqTarget[], spoof?: { hostIface: string; mac: string }): Promise<void>;
+  /** Remove this attachment's rules wherever they are (idempotent). */
+  remove(): Promise<void>;
+  /** Which of `targets` lack a masquerade rule (for CHECK). */
+  missing(targets: readonly MasqTarget[]): Promise<MasqTarget[]>;
+  /** Remove every rule of this network whose attachment is not in `valid`. */
+  gc(valid: readonly Attachment[]): Promise<void>;
+}
+
+export type Backend = 'nftables' | 'iptables';
+
+export function resolveBackend(nf: Netfilter, conf: BridgeConf): Backend {
+  return conf.ipMasqBackend ?? (nf.hasNft() ? 'nftables' : 'iptables');
+}
+
+const startsWithKey = (key: string) => (comment: string) => comment === key || comment.startsWith(`${key} `);
+
+export function createMasq(nf: Netfilter, conf: BridgeConf, containerId: string, ifName: string): Masq {
+  const key = calcAttachmentKey(conf.name, containerId, ifName);
+  const comment = calcRuleComment(conf.name, containerId, ifName);
+  const chain = calcIptablesChain(conf.name, containerId);
+  const backend = resolveBackend(nf, conf);
+
+  const listOurs = async (family: string, pick: (c: string) => boolean): Promise<NftRule[]> => {
+    if (!nf.hasNft()) return [];
+    const rules = await nf.nftListTable(family, MASQ_TABLE);
+    return (rules ?? []).filter((r) => r.comment !== undefined && pick(r.comment));
+  };
+
+  return {
+    async add(targets, spoof) {
+      const lines: string[] = [];
+      const base: string[] = [];
+      if (targets.length && backend === 'nftables') {
+        lines.push(...nftMasqRuleLines(comment, targets));
+        base.push(...nftMasqBaseLines());
+      }
+      if (spoof) {
+        lines.push(...spoofchkRuleLines(comment, spoof.hostIface, spoof.mac));
+        base.push(...spoofchkBaseLines());
+      }
+      const nftJob = lines.length ? nftApplyCreating(nf, lines, base) : Promise.resolve();
+      const iptJob = targets.length && backend === 'iptables' ? iptMasqAdd(nf, chain, calcIptablesComment(conf.name, containerId), targets) : Promise.resolve();
+      const [a, b] = await Promise.allSettled([nftJob, iptJob]);
+      if (a.status === 'rejected') throw new Error(`failed to add nftables rules: ${(a.reason as Error).message}`);
+      if (b.status === 'rejected') throw new Error(`failed to add iptables masquerade: ${(b.reason as Error).message}`);
+    },
+
+    async remove() {
+      const jobs: Promise<void>[] = [];
+      if (nf.hasNft() && (conf.ipMasq || conf.macspoofchk)) {
+        jobs.push(
+          (async () => {
+            const pick = startsWithKey(key);
+            const [inet, bridge] = await Promise.all([
+              conf.ipMasq ? listOurs('inet', pick) : Promise.resolve([]),
+              conf.macspoofchk ? listOurs(SPOOFCHK_FAMILY, pick) : Promise.resolve([]),
+            ]);
+            await nftDeleteRules(nf, [...inet, ...bridge]);
+          })(),
+        );
+      }
+      // iptables when configured (or the only tool); rules of the reference plugin are found too.
+      if (conf.ipMasq && (backend === 'iptables' || !nf.hasNft())) jobs.push(iptMasqDelete(nf, new Set([chain])));
+      const settled = await Promise.allSettled(jobs);
+      const failed = settled.find((s) => s.status === 'rejected');
+      if (failed) throw (failed as PromiseRejectedResult).reason;
+    },
+
+    async missing(targets) {
+      if (backend === 'nftables') {
+        const rules = await listOurs('inet', startsWithKey(key));
+        return targets.filter((t) => !rules.some((r) => r.chain === MASQ_CHAIN && JSON.stringify(r.expr ?? []).includes(`"right":"${t.ip}"`)));
+      }
+      const out: MasqTarget[] = [];
+      for (const family of [4, 6] as const) {
+        const mine = targets.filter((t) => t.family === family);
+        if (!mine.length) continue;
+        const saved = await nf.iptablesSaveNat(family);
+        if (saved.code !== 0) throw new CommandError(`${family === 4 ? 'iptables' : 'ip6tables'}-save`, saved);
+        for (const t of mine) {
+          const jump = saved.stdout.split('\n').some((l) => l.startsWith('-A POSTROUTING') && l.includes(`-s ${t.ip}/`) && l.endsWith(`-j ${chain}`));
+          if (!jump) out.push(t);
+        }
+      }
+      return out;
+    },
+
+    async gc(valid) {
+      const prefix = calcNetworkKey(conf.name);
+      const validKeys = new Set(valid.map((a) => calcAttachmentKey(conf.name, a.containerID, a.ifname)));
+      const stale = (c: string): boolean => c.startsWith(prefix) && !validKeys.has(c.split(' ')[0] as string);
+      const errors: unknown[] = [];
+      if (nf.hasNft()) {
+        try {
+          const [inet, bridge] = await Promise.all([listOurs('inet', stale), listOurs(SPOOFCHK_FAMILY, stale)]);
+          await nftDeleteRules(nf, [...inet, ...bridge]);
+        } catch (e) {
+          errors.push(e);
+        }
+      }
+      const validIds = new Set(valid.map((a) => a.containerID));
+      for (const family of [4, 6] as const) {
+        if (!nf.hasIptables(family)) continue;
+        try {
+          const saved = await nf.iptablesSaveNat(family);
+          if (saved.code !== 0) continue;
+          const chains = new Set([...iptChainsOfNetwork(saved.stdout, conf.name)].filter(([, id]) => !validIds.has(id)).map(([c]) => c));
+          if (chains.size) await iptMasqDelete(nf, chains);
+        } catch (e) {
+          errors.push(e);
+        }
+      }
+      if (errors.length) throw errors[0];
+    },
+  };
+}
+
+export { MASQ_TABLE };

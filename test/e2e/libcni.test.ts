@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import ipaddr from 'ipaddr.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildDriver, hasLibcniSource, libcniPackageVersion, libcniSourceVersions, runDriver, type DriverCall } from './clients/libcni.js';
+import { buildDriver, GOCODE, hasLibcniSource, LIBCNI_GOPATH, libcniHasMethod, libcniPackageVersion, libcniSourceVersions, runDriver, type DriverCall } from './clients/libcni.js';
 import { bridgeConflist, FLAVOUR, makeBinDir, missingPlugins, reservations, storeFilesNaming } from './clients/plugins.js';
 import { ALL_VERSIONS, isRoot } from '../helpers/env.js';
 import { Netns } from '../helpers/netns.js';
@@ -16,6 +16,8 @@ import { Netns } from '../helpers/netns.js';
 const hasGo = ['/usr/bin/go', '/usr/lib/go/bin/go'].some((f) => existsSync(f));
 const LIBCNI_VERSIONS = libcniSourceVersions();
 const VERSIONS = ALL_VERSIONS.filter((v) => LIBCNI_VERSIONS.includes(v));
+/** GC and STATUS (spec 1.1.0) exist from libcni 1.2 on; Debian 12's 1.1.2 has neither. */
+const HAS_GC_STATUS = libcniHasMethod('GCNetworkList') && libcniHasMethod('GetStatusNetworkList') && VERSIONS.includes('1.1.0');
 
 /** What containerd's CRI passes as CNI_ARGS for a pod. */
 const K8S_ARGS = (pod: string) => ({
@@ -65,8 +67,10 @@ describe.runIf(isRoot && hasGo && hasLibcniSource)(`libcni with ${FLAVOUR} plugi
     // The versions runtimes send today: podnet and this libcni must share at least these.
     expect(VERSIONS).toEqual(expect.arrayContaining(['0.3.0', '0.3.1', '0.4.0', '1.0.0']));
     expect(info.verbs).toEqual(expect.arrayContaining(['add', 'check', 'del']));
+    expect(info.verbs.includes('gc') && info.verbs.includes('status')).toBe(libcniHasMethod('GCNetworkList') && libcniHasMethod('GetStatusNetworkList'));
+    const source = LIBCNI_GOPATH === GOCODE ? `Debian package ${await libcniPackageVersion()}` : `GOPATH ${LIBCNI_GOPATH}`;
     console.info(
-      `libcni ${await libcniPackageVersion()} (spec ${info.specVersion}): versions ${info.supportedVersions.join(' ')}; ` +
+      `libcni from ${source} (spec ${info.specVersion}): versions ${info.supportedVersions.join(' ')}; ` +
         `verbs ${info.verbs.join(' ')}; tested here: ${VERSIONS.join(' ')}`,
     );
   });
@@ -94,8 +98,6 @@ describe.runIf(isRoot && hasGo && hasLibcniSource)(`libcni with ${FLAVOUR} plugi
         bridge: `pclbr${index}`,
         subnet,
         dataDir: dataDir(),
-        // portmap supports 0.3.0 and later.
-        portmap: atLeast(version, '0.3.0') >= 0,
       });
       writeFileSync(conflist, JSON.stringify(conf, null, 2));
       call = (verb, extra = {}) =>
@@ -211,5 +213,34 @@ describe.runIf(isRoot && hasGo && hasLibcniSource)(`libcni with ${FLAVOUR} plugi
     expect(reservations(join(dir, 'ipam'), network).size).toBe(0);
     // The host end of the veth went with the namespace; nothing is left on the bridge.
     expect(await node!.ipJson(['link', 'show', 'master', 'pclbrg'])).toEqual([]);
+  });
+
+  it.runIf(HAS_GC_STATUS)('STATUS is ready, and GC releases what is not a valid attachment (cniVersion 1.1.0)', async () => {
+    const network = 'pcl-gc';
+    const ipam = join(dir, 'ipam');
+    const conflist = join(dir, `${network}.conflist`);
+    writeFileSync(conflist, JSON.stringify(bridgeConflist({ name: network, cniVersion: '1.1.0', bridge: 'pclbrgc', subnet: '10.89.201.0/24', dataDir: ipam })));
+    const base = { conflist, binDirs: [binDir], cacheDir: join(dir, 'cache'), ifName: 'eth0', node: node! };
+    const status = await runDriver(driver, { ...base, verb: 'status' });
+    expect(status.out, status.stderr).toMatchObject({ ok: true });
+
+    const ids = [`pcl-gc1-${process.pid}`, `pcl-gc2-${process.pid}`];
+    for (const containerId of ids) {
+      const pod = await Netns.create('pcl');
+      pods.push(pod);
+      const add = await runDriver(driver, { ...base, verb: 'add', containerId, netns: pod.path, args: K8S_ARGS(containerId) });
+      expect(add.out, add.stderr).toMatchObject({ ok: true });
+    }
+    expect([...reservations(ipam, network).values()].map((r) => r.containerId).sort()).toEqual([...ids].sort());
+
+    const [keep, drop] = ids as [string, string];
+    const gc = await runDriver(driver, { ...base, verb: 'gc', validAttachments: [{ containerID: keep, ifname: 'eth0' }] });
+    expect(gc.out, gc.stderr).toMatchObject({ ok: true });
+    expect([...reservations(ipam, network).values()].map((r) => r.containerId)).toEqual([keep]);
+    expect(storeFilesNaming(ipam, network, drop)).toEqual([]);
+
+    const del = await runDriver(driver, { ...base, verb: 'del', containerId: keep, netns: pods[pods.length - 2]!.path, args: K8S_ARGS(keep) });
+    expect(del.out, del.stderr).toMatchObject({ ok: true });
+    expect(reservations(ipam, network).size).toBe(0);
   });
 });

@@ -5,20 +5,37 @@ import type { Netns } from '../../helpers/netns.js';
 
 /** Debian's golang-github-appc-cni-dev puts the CNI library here, for GOPATH-mode builds. */
 export const GOCODE = '/usr/share/gocode';
-const CNI_SRC = join(GOCODE, 'src', 'github.com', 'containernetworking', 'cni');
+/**
+ * The GOPATH the driver is built with: Debian's by default. `PODNET_LIBCNI_GOPATH` (a GOPATH
+ * list) lets a developer build the same suite against another libcni source tree.
+ */
+export const LIBCNI_GOPATH = process.env.PODNET_LIBCNI_GOPATH || GOCODE;
+const CNI_SRC =
+  LIBCNI_GOPATH.split(':')
+    .map((p) => join(p, 'src', 'github.com', 'containernetworking', 'cni'))
+    .find((d) => existsSync(join(d, 'libcni', 'api.go'))) ?? join(GOCODE, 'src', 'github.com', 'containernetworking', 'cni');
 const DRIVER_SRC = join(import.meta.dirname, 'libcni-driver');
 
 export const hasLibcniSource = existsSync(join(CNI_SRC, 'libcni', 'api.go'));
 
+/** Whether this libcni has a CNIConfig method (GCNetworkList and GetStatusNetworkList came in 1.2). */
+export function libcniHasMethod(name: string): boolean {
+  try {
+    return readFileSync(join(CNI_SRC, 'libcni', 'api.go'), 'utf8').includes(`func (c *CNIConfig) ${name}(`);
+  } catch {
+    return false;
+  }
+}
+
 /**
- * The spec versions this libcni knows, read from its source (`var All = PluginSupports(...)` in
+ * The spec versions this libcni knows, read from its source (`All = PluginSupports(...)` in
  * pkg/version) so test cases can be declared before anything is built. The built driver reports
  * the same list at run time (`info`), and the suite checks the two agree.
  */
 export function libcniSourceVersions(): string[] {
   try {
     const src = readFileSync(join(CNI_SRC, 'pkg', 'version', 'version.go'), 'utf8');
-    const m = /var All = PluginSupports\(([^)]*)\)/.exec(src);
+    const m = /\bAll\s*=\s*PluginSupports\(([^)]*)\)/.exec(src);
     return m ? [...m[1]!.matchAll(/"([^"]+)"/g)].map((v) => v[1]!) : [];
   } catch {
     return [];
@@ -46,7 +63,7 @@ export async function buildDriver(outDir: string): Promise<string> {
       PATH: `${process.env.PATH ?? ''}:/usr/lib/go/bin`,
       HOME: outDir,
       GO111MODULE: 'off',
-      GOPATH: GOCODE,
+      GOPATH: LIBCNI_GOPATH,
       GOCACHE: cache,
       GOFLAGS: '',
       CGO_ENABLED: '0',
@@ -82,6 +99,8 @@ export interface DriverCall {
   /** CNI_ARGS pairs, as a runtime passes them (containerd: IgnoreUnknown + K8S_POD_*). */
   args?: Readonly<Record<string, string>>;
   capabilityArgs?: Record<string, unknown>;
+  /** gc: the attachments to keep, as runtimes pass cni.dev/valid-attachments. */
+  validAttachments?: readonly { containerID: string; ifname: string }[];
   /** Run inside this namespace (the test's node), as the runtime would run on a node. */
   node?: Netns;
 }
@@ -97,6 +116,7 @@ export async function runDriver(driver: string, call: DriverCall): Promise<Drive
   if (call.ifName) argv.push('-ifname', call.ifName);
   if (call.args) argv.push('-args', Object.entries(call.args).map(([k, v]) => `${k}=${v}`).join(';'));
   if (call.capabilityArgs) argv.push('-capability-args', JSON.stringify(call.capabilityArgs));
+  if (call.validAttachments) argv.push('-valid-attachments', JSON.stringify(call.validAttachments));
   const [file, args] = call.node ? ['ip', ['netns', 'exec', call.node.name, driver, ...argv]] : [driver, argv];
   const r = await execa(file, args, { reject: false, timeout: 120_000, stdin: 'ignore' });
   let out: DriverOutput;

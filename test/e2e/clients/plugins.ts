@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
@@ -42,13 +43,36 @@ export function makeBinDir(dir: string): string {
   return dir;
 }
 
+const stockVersions = new Map<string, string[]>();
+
+/**
+ * Whether a stock plugin (loopback, portmap from Debian's containernetworking-plugins) supports a
+ * spec version, asked the way libcni asks (CNI_COMMAND=VERSION). Debian 12's stop at 1.0.0.
+ */
+export function stockSupports(plugin: (typeof STOCK)[number], version: string): boolean {
+  let versions = stockVersions.get(plugin);
+  if (!versions) {
+    const r = spawnSync(join(REFERENCE_BIN, plugin), [], { env: { CNI_COMMAND: 'VERSION' }, input: '{"cniVersion":"0.1.0"}', encoding: 'utf8' });
+    try {
+      versions = (JSON.parse(r.stdout) as { supportedVersions?: string[] }).supportedVersions ?? [];
+    } catch {
+      versions = [];
+    }
+    stockVersions.set(plugin, versions);
+  }
+  return versions.includes(version);
+}
+
 export interface ConflistOptions {
   name: string;
   cniVersion: string;
   bridge: string;
   subnet: string;
   dataDir: string;
-  /** Chain portmap after the bridge (it needs cniVersion >= 0.3.0), as kind's conflist does. */
+  /**
+   * Chain portmap after the bridge, as kind's conflist does. Default: when the stock portmap
+   * supports the version (Debian 12's: 0.3.0 to 1.0.0).
+   */
   portmap?: boolean;
 }
 
@@ -69,7 +93,7 @@ export function bridgeConflist(o: ConflistOptions): Record<string, unknown> {
       },
     },
   ];
-  if (o.portmap ?? true) plugins.push({ type: 'portmap', capabilities: { portMappings: true } });
+  if (o.portmap ?? stockSupports('portmap', o.cniVersion)) plugins.push({ type: 'portmap', capabilities: { portMappings: true } });
   return { cniVersion: o.cniVersion, name: o.name, plugins };
 }
 

@@ -1,3 +1,4 @@
+import { CniError, ErrorCode, causeText } from '../cni/errors.js';
 import { CommandError } from '../linux/exec.js';
 import {
   MASQ_CHAIN,
@@ -66,8 +67,8 @@ export function createMasq(nf: Netfilter, conf: BridgeConf, containerId: string,
       const nftJob = lines.length ? nftApplyCreating(nf, lines, base) : Promise.resolve();
       const iptJob = targets.length && backend === 'iptables' ? iptMasqAdd(nf, chain, calcIptablesComment(conf.name, containerId), targets) : Promise.resolve();
       const [a, b] = await Promise.allSettled([nftJob, iptJob]);
-      if (a.status === 'rejected') throw new Error(`failed to add nftables rules: ${(a.reason as Error).message}`);
-      if (b.status === 'rejected') throw new Error(`failed to add iptables masquerade: ${(b.reason as Error).message}`);
+      if (a.status === 'rejected') throw new CniError(ErrorCode.Internal, `failed to add nftables rules: ${causeText(a.reason)}`);
+      if (b.status === 'rejected') throw new CniError(ErrorCode.Internal, `failed to add iptables masquerade: ${causeText(b.reason)}`);
     },
 
     async remove() {
@@ -123,14 +124,18 @@ export function createMasq(nf: Netfilter, conf: BridgeConf, containerId: string,
           errors.push(e);
         }
       }
+      // iptables chains are per (network, container): stale when no valid attachment has that container.
       const validIds = new Set(valid.map((a) => a.containerID));
+      const chains = new Set<string>();
       for (const family of [4, 6] as const) {
         if (!nf.hasIptables(family)) continue;
+        const saved = await nf.iptablesSaveNat(family);
+        if (saved.code !== 0) continue;
+        for (const [c, id] of iptChainsOfNetwork(saved.stdout, conf.name)) if (!validIds.has(id)) chains.add(c);
+      }
+      if (chains.size) {
         try {
-          const saved = await nf.iptablesSaveNat(family);
-          if (saved.code !== 0) continue;
-          const chains = new Set([...iptChainsOfNetwork(saved.stdout, conf.name)].filter(([, id]) => !validIds.has(id)).map(([c]) => c));
-          if (chains.size) await iptMasqDelete(nf, chains);
+          await iptMasqDelete(nf, chains);
         } catch (e) {
           errors.push(e);
         }

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { DIST_BIN, REFERENCE_BIN } from '../../helpers/env.js';
+import { DIST_BIN, REFERENCE_BIN, REPO_ROOT } from '../../helpers/env.js';
 import { CniRuntime, type NetworkList, type RuntimeConf } from './runtime.js';
 
 /**
@@ -188,16 +188,25 @@ export class Lab {
     renameSync(tmp, this.nodesFile);
   }
 
-  /** Start podnet-routesync in a node's namespace, as the DaemonSet would. */
+  /**
+   * Start podnet-routesync in a node's namespace, as the DaemonSet would. The nodes share one
+   * filesystem here, so each gets the stock conflist template with its own IPAM store dir.
+   */
   startRoutesync(node: LabNode): void {
+    const template = JSON.parse(readFileSync(join(REPO_ROOT, 'conf', 'routesync-template.conflist'), 'utf8')) as NetworkList;
+    for (const plugin of template.plugins) {
+      if (plugin.ipam && typeof plugin.ipam === 'object') (plugin.ipam as Record<string, unknown>).dataDir = node.ipamDir;
+    }
+    const templateFile = join(this.state.dir, node.name, 'conflist-template.json');
+    writeFileSync(templateFile, JSON.stringify(template, null, 2));
     const args = [
       'netns', 'exec', node.ns,
       join(node.binDir, 'podnet-routesync'),
       '--node-name', node.name,
       '--nodes-file', this.nodesFile,
       '--cni-conf-dir', node.confDir,
-      '--ipam-data-dir', node.ipamDir,
-      '--metrics-addr', '127.0.0.1:9107',
+      '--conflist-template', templateFile,
+      '--metrics-addr', '127.0.0.1:9646',
     ];
     const out = openLog(node.logFile);
     const child = spawn('ip', args, { detached: true, stdio: ['ignore', out, out] });

@@ -54,12 +54,14 @@ export function calcRouteChanges(desired: readonly DesiredRoute[], actual: reado
     wanted.add(d.dst);
     const metric = defaultMetric(d.family);
     const mine = ours.get(d.dst) ?? [];
-    const clash = (foreign.get(d.dst) ?? []).find((f) => f.metric === metric && f.type === 'unicast');
-    const good = mine.find((r) => r.metric === metric && r.gateway === d.via && r.type === 'unicast');
-    // Extra routes of ours for this destination (other metric, or a second copy) go.
-    for (const r of mine) if (r !== good) remove.push(r);
+    // The kernel keys a route by table/dst/tos/metric: ours with the default metric is the one
+    // `route replace` overwrites in place (no gap); copies of ours with another metric go.
+    const sameKey = mine.filter((r) => r.metric === metric);
+    const good = sameKey.find((r) => r.gateway === d.via && r.type === 'unicast');
+    const clash = (foreign.get(d.dst) ?? []).find((f) => f.metric === metric);
+    for (const r of mine) if (r.metric !== metric) remove.push(r);
     if (good) inPlace += 1;
-    else if (clash && !mine.some((r) => r.metric === metric)) conflicts.push({ route: d, existing: clash });
+    else if (clash && sameKey.length === 0) conflicts.push({ route: d, existing: clash });
     else replace.push(d);
   }
   for (const [dst, list] of ours) if (!wanted.has(dst)) remove.push(...list);

@@ -1,0 +1,230 @@
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createLogger } from '../../../plugins/cni/log.js';
+import { DEFAULT_TEMPLATE, type ConflistTemplate } from '../../../plugins/routesync/conflist.js';
+import type { HostNet, KernelRoute } from '../../../plugins/routesync/host-net.js';
+import { RouteSyncLoop } from '../../../plugins/routesync/loop.js';
+import { Metrics } from '../../../plugins/routesync/metrics.js';
+import type { NodeSource, SourceHooks } from '../../../plugins/routesync/node-source.js';
+import { NoMasq } from '../../../plugins/routesync/reconcile-masq.js';
+import type { LocalAddress, NodeLike, Reachability } from '../../../plugins/routesync/types.js';
+
+/** An in-memory main routing table that understands the daemon's batch lines. */
+class FakeNet implements HostNet {
+  table: KernelRoute[] = [{ dst: '172.18.0.0/16', family: 4, dev: 'eth0', protocol: '2', metric: 0, type: 'unicast', gateway: undefined }];
+  addrs: LocalAddress[] = [{ ifname: 'eth0', mtu: 1450, address: '172.18.0.2', prefix: 16, family: 4 }];
+  failReach = false;
+  failApply = 0;
+  batches: string[][] = [];
+  async addresses() {
+    return this.addrs;
+  }
+  async reachability(ips: readonly string[]) {
+    if (this.failReach) throw new Error('ip -j -force -batch -: Cannot open netlink socket');
+    return new Map<string, Reachability>(ips.map((ip) => [ip, ip.startsWith('172.18.') ? { ok: true, dev: 'eth0' } : { ok: true, dev: 'eth0', gateway: '172.18.0.1' }]));
+  }
+  async routes() {
+    return this.table.map((r) => ({ ...r }));
+  }
+  async applyRoutes(lines: readonly string[]) {
+    if (this.failApply > 0) {
+      this.failApply -= 1;
+      throw new Error('ip -force -batch -: Cannot open netlink socket: Operation not permitted');
+    }
+    this.batches.push([...lines]);
+    for (const l of lines) {
+      const w = l.split(' ');
+      if (w[1] === 'del') this.table = this.table.filter((r) => !(r.dst === w[2] && r.protocol === w[4]));
+      else {
+        this.table = this.table.filter((r) => r.dst !== w[2]);
+        this.table.push({ dst: w[2] as string, family: 4, gateway: w[4], dev: 'eth0', protocol: w[6] as string, metric: 0, type: 'unicast' });
+      }
+    }
+    return new Map<number, string>();
+  }
+  ours() {
+    return this.table.filter((r) => r.protocol === '112').map((r) => `${r.dst} via ${r.gateway}`).sort();
+  }
+}
+
+class FakeSource implements NodeSource {
+  readonly description = 'fake';
+  list: NodeLike[] = [];
+  isSynced = false;
+  hooks: SourceHooks | undefined;
+  start(h: SourceHooks) {
+    this.hooks = h;
+  }
+  synced() {
+    return this.isSynced;
+  }
+  nodes() {
+    return this.list;
+  }
+  async listOnce() {
+    return this.list;
+  }
+  async stop() {}
+  set(list: NodeLike[]) {
+    this.list = list;
+    this.isSynced = true;
+    this.hooks?.onChange();
+  }
+}
+
+const node = (name: string, cidr: string, ip: string): NodeLike => ({
+  metadata: { name, creationTimestamp: '2024-01-01T00:00:00Z' },
+  spec: { podCIDRs: [cidr] },
+  status: { addresses: [{ type: 'InternalIP', address: ip }] },
+});
+
+async function waitFor(what: string, f: () => boolean, ms = 5000) {
+  const until = Date.now() + ms;
+  while (!f()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+describe('RouteSyncLoop (fake kernel, fake source)', () => {
+  let dir: string;
+  let net: FakeNet;
+  let source: FakeSource;
+  let metrics: Metrics;
+  let logs: Record<string, unknown>[];
+  let loop: RouteSyncLoop;
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'prs-loop-'));
+    mkdirSync(join(dir, 'sys/net/bridge'), { recursive: true });
+    writeFileSync(join(dir, 'sys/net/bridge/bridge-nf-call-iptables'), '0');
+    writeFileSync(join(dir, 'sys/net/bridge/bridge-nf-call-ip6tables'), '1');
+    net = new FakeNet();
+    source = new FakeSource();
+    metrics = new Metrics();
+    logs = [];
+    loop = new RouteSyncLoop({
+      source,
+      net,
+      masq: new NoMasq(),
+      metrics,
+      log: createLogger({ level: 'debug', write: (l) => logs.push(JSON.parse(l)) }),
+      options: {
+        nodeName: 'self',
+        cniConfDir: join(dir, 'net.d'),
+        writeConflist: true,
+        template: structuredClone(DEFAULT_TEMPLATE) as unknown as ConflistTemplate,
+        sysctlRoot: join(dir, 'sys'),
+        brNetfilter: true,
+        routeProtocol: 112,
+        resyncMs: 60_000,
+        debounceMs: 1,
+        backoffBaseMs: 20,
+        backoffMaxMs: 100,
+      },
+    });
+  });
+  afterEach(async () => {
+    await loop.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('does nothing before the first complete list, then programs routes, the CNI config and br_netfilter', async () => {
+    net.table.push({ dst: '10.244.1.0/24', family: 4, gateway: '172.18.0.3', dev: 'eth0', protocol: '112', metric: 0, type: 'unicast' });
+    loop.start();
+    source.hooks?.onChange();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(net.batches).toEqual([]); // an empty, unsynced cache must not delete the old routes
+    expect(loop.status()).toMatchObject({ synced: false, converged: false });
+
+    source.set([node('self', '10.244.0.0/24', '172.18.0.2'), node('b', '10.244.1.0/24', '172.18.0.3'), node('c', '10.244.2.0/24', '172.18.0.4')]);
+    await waitFor('routes', () => net.ours().length === 2);
+    expect(net.ours()).toEqual(['10.244.1.0/24 via 172.18.0.3', '10.244.2.0/24 via 172.18.0.4']);
+    expect(net.batches).toEqual([['route replace 10.244.2.0/24 via 172.18.0.4 proto 112 table main']]);
+    await waitFor('converged', () => loop.status().converged);
+    const conf = JSON.parse(readFileSync(join(dir, 'net.d/10-podnet.conflist'), 'utf8'));
+    expect(conf.plugins[0]).toMatchObject({ mtu: 1450, ipam: { ranges: [[{ subnet: '10.244.0.0/24' }]] } });
+    expect(readFileSync(join(dir, 'sys/net/bridge/bridge-nf-call-iptables'), 'utf8').trim()).toBe('1');
+    expect(metrics.render()).toContain('podnet_routesync_routes_programmed{family="ipv4"} 2');
+    expect(logs.some((l) => l.msg === 'node source synced')).toBe(true);
+  });
+
+  it('follows changes: moved InternalIP, deleted node; rejections are logged once and counted', async () => {
+    loop.start();
+    source.set([node('self', '10.244.0.0/24', '172.18.0.2'), node('b', '10.244.1.0/24', '172.18.0.3'), node('far', '10.244.9.0/24', '192.168.1.9')]);
+    await waitFor('first', () => net.ours().length === 1);
+    source.set([node('self', '10.244.0.0/24', '172.18.0.2'), node('b', '10.244.1.0/24', '172.18.0.7'), node('far', '10.244.9.0/24', '192.168.1.9')]);
+    await waitFor('moved', () => net.ours()[0] === '10.244.1.0/24 via 172.18.0.7');
+    source.set([node('self', '10.244.0.0/24', '172.18.0.2')]);
+    await waitFor('deleted', () => net.ours().length === 0);
+    const rejected = logs.filter((l) => l.msg === 'node rejected');
+    expect(rejected).toHaveLength(1);
+    expect(rejected[0]).toMatchObject({ level: 'warn', node: 'far', reason: 'NotDirectlyReachable' });
+    expect(logs.some((l) => l.msg === 'node rejection cleared' && l.node === 'far')).toBe(true);
+    expect(metrics.render()).toContain('podnet_routesync_rejected_nodes{reason="NotDirectlyReachable"} 0');
+  });
+
+  it('a failing reachability lookup never deletes routes; a failing apply is retried with backoff', async () => {
+    loop.start();
+    source.set([node('self', '10.244.0.0/24', '172.18.0.2'), node('b', '10.244.1.0/24', '172.18.0.3')]);
+    await waitFor('first', () => net.ours().length === 1);
+    net.failReach = true;
+    source.set([node('self', '10.244.0.0/24', '172.18.0.2'), node('b', '10.244.1.0/24', '172.18.0.3'), node('c', '10.244.2.0/24', '172.18.0.4')]);
+    await waitFor('error', () => (metrics.reconcileErrors.get('reachability') ?? 0) >= 1);
+    expect(net.ours()).toEqual(['10.244.1.0/24 via 172.18.0.3']);
+    net.failReach = false;
+    net.failApply = 2;
+    await waitFor('recovered', () => net.ours().length === 2, 5000);
+    expect(metrics.reconcileErrors.get('routes')).toBe(2);
+    expect(logs.filter((l) => l.msg === 'reconcile failed; retrying').length).toBeGreaterThanOrEqual(3);
+    await waitFor('converged', () => loop.status().converged);
+  });
+
+  it('keeps routes while the source reports errors (API server unreachable)', async () => {
+    loop.start();
+    source.set([node('self', '10.244.0.0/24', '172.18.0.2'), node('b', '10.244.1.0/24', '172.18.0.3')]);
+    await waitFor('first', () => net.ours().length === 1);
+    source.hooks?.onError(new Error('failed to watch nodes on "https://10.96.0.1:443": fetch failed: connect ECONNREFUSED'));
+    source.hooks?.onChange();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(net.ours()).toEqual(['10.244.1.0/24 via 172.18.0.3']);
+    expect(metrics.sourceErrors).toBe(1);
+    expect(logs.some((l) => l.level === 'error' && String(l.error).includes('ECONNREFUSED'))).toBe(true);
+  });
+
+  it('not ready while this node has no podCIDR or br_netfilter is missing, with the reasons', async () => {
+    rmSync(join(dir, 'sys/net'), { recursive: true });
+    loop.start();
+    source.set([{ metadata: { name: 'self' }, status: { addresses: [{ type: 'InternalIP', address: '172.18.0.2' }] } }]);
+    await waitFor('pass', () => loop.status().lastPassAt !== undefined);
+    const s = loop.status();
+    expect(s.converged).toBe(false);
+    expect(s.problems.join('\n')).toMatch(/NoPodCIDR: node "self" has no podCIDR yet; CNI config not written/);
+    expect(s.problems.join('\n')).toMatch(/br_netfilter: .*br_netfilter kernel module is not loaded/);
+    expect(metrics.render()).toContain('podnet_routesync_br_netfilter_ok 0');
+  });
+
+  it('a full resync repairs a route removed by hand', async () => {
+    loop.start();
+    source.set([node('self', '10.244.0.0/24', '172.18.0.2'), node('b', '10.244.1.0/24', '172.18.0.3')]);
+    await waitFor('first', () => net.ours().length === 1);
+    net.table = net.table.filter((r) => r.protocol !== '112');
+    loop.trigger(true);
+    await waitFor('repaired', () => net.ours().length === 1);
+  });
+
+  it('stop() returns promptly and leaves routes in place', async () => {
+    loop.start();
+    source.set([node('self', '10.244.0.0/24', '172.18.0.2'), node('b', '10.244.1.0/24', '172.18.0.3')]);
+    await waitFor('first', () => net.ours().length === 1);
+    const t = Date.now();
+    await loop.stop();
+    expect(Date.now() - t).toBeLessThan(500);
+    expect(net.ours()).toHaveLength(1);
+    source.set([node('self', '10.244.0.0/24', '172.18.0.2')]);
+    await new Promise((r) => setTimeout(r, 30));
+    expect(net.ours()).toHaveLength(1);
+  });
+});

@@ -125,8 +125,9 @@ describe.runIf(isRoot && hasTools)(`containerd ${'ctr run --cni'} with ${FLAVOUR
     expect(Object.fromEntries(held)).toEqual(
       Object.fromEntries(CONTAINERS.map((id) => [ips.get(id)!, { containerId: cniId(id), ifName: 'eth0' }])),
     );
-    // Two host veths, both ports of podnet's bridge in the node namespace.
+    // Two host veths, both ports of podnet's bridge in the node namespace, none in the root one.
     expect(await bridgePorts(node!)).toHaveLength(2);
+    expect((await execa('ip', ['link', 'show', 'dev', BRIDGE], { reject: false })).exitCode).not.toBe(0);
 
     const [a, b] = CONTAINERS;
     for (const [from, to] of [[a, b], [b, a]] as const) {

@@ -38,12 +38,10 @@ export class PrivateContainerd {
   readonly namespace: string;
   readonly snapshotter: string;
   private readonly proc: Background;
-  private readonly dir: string;
   private readonly log: string;
 
   private constructor(opts: PrivateContainerdOptions, proc: Background, address: string, snapshotter: string, log: string) {
     this.proc = proc;
-    this.dir = opts.dir;
     this.address = address;
     this.namespace = opts.namespace;
     this.snapshotter = snapshotter;
@@ -199,11 +197,6 @@ export class PrivateContainerd {
       }
     }
     removeNamespaceCgroups(this.namespace);
-  }
-
-  /** Directory this containerd was given (root, state, log). */
-  get directory(): string {
-    return this.dir;
   }
 }
 

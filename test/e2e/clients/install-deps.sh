@@ -7,12 +7,13 @@
 #   util-linux             unshare/nsenter/mount (normally present)
 set -euo pipefail
 
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -qx 'install ok installed'; }
+
 need=()
 command -v containerd >/dev/null || need+=(containerd)
 command -v ctr >/dev/null || need+=(containerd)
 command -v runc >/dev/null || need+=(runc)
-[ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx nc || need+=(busybox-static)
-dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
+installed busybox-static && [ -x /bin/busybox ] || need+=(busybox-static)
 command -v go >/dev/null || [ -x /usr/lib/go/bin/go ] || need+=(golang-go)
 [ -d /usr/share/gocode/src/github.com/containernetworking/cni/libcni ] || need+=(golang-github-appc-cni-dev)
 command -v unshare >/dev/null || need+=(util-linux)

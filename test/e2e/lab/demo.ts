@@ -135,14 +135,14 @@ function newestMtime(dir: string): number {
 
 function printPods(pods: Pod[], nodes: LabNode[]): void {
   const rows = [['POD', 'NODE', 'NODE IP', 'POD IP', 'IFACE', 'NETNS']];
-  for (const p of pods) rows.push([p.name, p.node, nodes.find((n) => n.name === p.node)?.ip ?? '', p.ip, p.ifName, p.ns]);
+  for (const p of byNode(pods)) rows.push([p.name, p.node, nodes.find((n) => n.name === p.node)?.ip ?? '', p.ip, p.ifName, p.ns]);
   process.stdout.write('\n');
   printTable(rows);
 }
 
 async function printConnectivity(lab: Lab): Promise<number> {
   let failures = 0;
-  const pods = lab.pods;
+  const pods = byNode(lab.pods);
 
   process.stdout.write('\n  pod → pod: each cell is the source address the receiver saw (✔ = the sender\'s own pod IP, no NAT)\n\n');
   const header = ['FROM \\ TO', ...pods.map((p) => p.name)];
@@ -188,6 +188,8 @@ async function printConnectivity(lab: Lab): Promise<number> {
   printTable(outRows);
   return failures;
 }
+
+const byNode = (pods: Pod[]) => [...pods].sort((a, b) => a.node.localeCompare(b.node) || a.name.localeCompare(b.name));
 
 function printTable(rows: string[][]): void {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));

@@ -1,4 +1,5 @@
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -48,11 +49,17 @@ const RUNTIME_VERSIONS = ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', 
 
 const cmpVersion = (a: string, b: string) => a.localeCompare(b, undefined, { numeric: true });
 
-/** libcni: the highest of cniVersion ∪ cniVersions that the runtime supports. */
-export function pickVersion(list: NetworkList): string {
-  const offered = [list.cniVersion, ...(list.cniVersions ?? [])].filter((v) => RUNTIME_VERSIONS.includes(v));
+/**
+ * libcni: the highest of cniVersion ∪ cniVersions that the runtime supports. This runtime also
+ * requires every plugin of the chain to support it (libcni does not check, and a chain with
+ * Debian 12's portmap, which stops at 1.0.0, would fail at 1.1.0; kind ships a newer portmap).
+ */
+export function pickVersion(list: NetworkList, pluginVersions: (type: string) => string[] = () => RUNTIME_VERSIONS): string {
+  const offered = [list.cniVersion, ...(list.cniVersions ?? [])].filter(
+    (v) => RUNTIME_VERSIONS.includes(v) && list.plugins.every((p) => pluginVersions(p.type).includes(v)),
+  );
   const best = offered.sort(cmpVersion).at(-1);
-  if (!best) throw new Error(`network ${list.name}: no supported cniVersion in ${JSON.stringify([list.cniVersion, ...(list.cniVersions ?? [])])}`);
+  if (!best) throw new Error(`network ${list.name}: no cniVersion in ${JSON.stringify([list.cniVersion, ...(list.cniVersions ?? [])])} that the runtime and every plugin support`);
   return best;
 }
 
@@ -66,10 +73,27 @@ export interface CniRuntimeOptions {
 }
 
 export class CniRuntime {
+  private readonly versionCache = new Map<string, string[]>();
+
   constructor(private readonly opts: CniRuntimeOptions) {}
 
+  /** A plugin's supportedVersions (CNI VERSION), asked once. */
+  pluginVersions(type: string): string[] {
+    let v = this.versionCache.get(type);
+    if (!v) {
+      const r = spawnSync(this.findPlugin(type), [], { input: '{}', env: { CNI_COMMAND: 'VERSION' }, encoding: 'utf8' });
+      v = (JSON.parse(r.stdout) as { supportedVersions: string[] }).supportedVersions;
+      this.versionCache.set(type, v);
+    }
+    return v;
+  }
+
+  private version(list: NetworkList): string {
+    return pickVersion(list, (t) => this.pluginVersions(t));
+  }
+
   async add(list: NetworkList, rt: RuntimeConf): Promise<Record<string, unknown>> {
-    const version = pickVersion(list);
+    const version = this.version(list);
     let prev: unknown;
     for (const plugin of list.plugins) {
       const out = await this.exec('ADD', plugin, this.pluginConf(list, plugin, version, rt, prev), rt);
@@ -80,14 +104,14 @@ export class CniRuntime {
   }
 
   async check(list: NetworkList, rt: RuntimeConf): Promise<void> {
-    const version = pickVersion(list);
+    const version = this.version(list);
     const cached = await this.loadCache(list, rt);
     if (cached === undefined) throw new Error(`no cached result for ${rt.containerId}/${rt.ifName} in network ${list.name}`);
     for (const plugin of list.plugins) await this.exec('CHECK', plugin, this.pluginConf(list, plugin, version, rt, cached), rt);
   }
 
   async del(list: NetworkList, rt: RuntimeConf): Promise<void> {
-    const version = pickVersion(list);
+    const version = this.version(list);
     const cached = await this.loadCache(list, rt);
     for (const plugin of [...list.plugins].reverse()) {
       await this.exec('DEL', plugin, this.pluginConf(list, plugin, version, rt, cached), rt);
@@ -95,16 +119,18 @@ export class CniRuntime {
     await rm(this.cacheFile(list, rt), { force: true });
   }
 
+  /** GC is a 1.1.0 verb: it goes to the plugins that speak 1.1.0 (the others keep no state to collect). */
   async gc(list: NetworkList, valid: { containerID: string; ifname: string }[]): Promise<void> {
-    const version = pickVersion(list);
-    for (const plugin of list.plugins) {
+    const version = '1.1.0';
+    if (![list.cniVersion, ...(list.cniVersions ?? [])].includes(version)) return;
+    for (const plugin of list.plugins.filter((p) => this.pluginVersions(p.type).includes(version))) {
       const conf = { ...plugin, name: list.name, cniVersion: version, 'cni.dev/valid-attachments': valid };
       await this.exec('GC', plugin, conf, undefined);
     }
   }
 
   async status(list: NetworkList): Promise<void> {
-    const version = pickVersion(list);
+    const version = this.version(list);
     for (const plugin of list.plugins) await this.exec('STATUS', plugin, { ...plugin, name: list.name, cniVersion: version }, undefined);
   }
 

@@ -1,0 +1,116 @@
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type PluginRun, runPlugin } from './cni.js';
+import { DIST_BIN, REFERENCE_BIN } from './env.js';
+import { Netns } from './netns.js';
+
+/**
+ * A node for bridge tests: a "node" network namespace, pod namespaces, a CNI_PATH holding podnet
+ * (as podnet-bridge and podnet-host-local) and the reference plugins, and a host-local data dir.
+ * Everything is removed by `destroy()`.
+ */
+export class BridgeLab {
+  readonly cniPath: string;
+  readonly dataDir: string;
+  private readonly pods: Netns[] = [];
+  private counter = 0;
+
+  private constructor(
+    readonly node: Netns,
+    private readonly dir: string,
+  ) {
+    this.cniPath = join(dir, 'bin');
+    this.dataDir = join(dir, 'ipam');
+  }
+
+  static async create(): Promise<BridgeLab> {
+    const node = await Netns.create('pbrn');
+    const dir = mkdtempSync(join(tmpdir(), 'pbr-lab-'));
+    const lab = new BridgeLab(node, dir);
+    mkdirSync(lab.cniPath, { recursive: true });
+    for (const name of ['podnet-bridge', 'podnet-host-local']) symlinkSync(join(DIST_BIN, 'podnet'), join(lab.cniPath, name));
+    for (const name of ['bridge', 'host-local', 'portmap', 'loopback']) symlinkSync(join(REFERENCE_BIN, name), join(lab.cniPath, name));
+    return lab;
+  }
+
+  async pod(): Promise<Netns> {
+    const ns = await Netns.create('pbrp');
+    this.pods.push(ns);
+    return ns;
+  }
+
+  nextId(): string {
+    this.counter += 1;
+    return `pbrc${process.pid.toString(36)}x${this.counter}`;
+  }
+
+  /** Run a plugin of the lab's CNI_PATH inside the node namespace. */
+  run(
+    plugin: string,
+    command: string,
+    conf: unknown,
+    o: { id?: string; netns?: string; ifName?: string; args?: string; env?: Record<string, string | undefined> } = {},
+  ): Promise<PluginRun> {
+    return runPlugin(
+      join(this.cniPath, plugin),
+      {
+        command,
+        ...(o.id !== undefined ? { containerId: o.id } : {}),
+        ...(o.netns !== undefined ? { netns: o.netns } : {}),
+        ifName: o.ifName ?? 'eth0',
+        path: this.cniPath,
+        ...(o.args !== undefined ? { args: o.args } : {}),
+        ...(o.env ? { env: o.env } : {}),
+        node: this.node,
+      },
+      conf,
+    );
+  }
+
+  /** Links of the node namespace, `ip -j -d link`. */
+  links(): Promise<Record<string, unknown>[]> {
+    return this.node.ipJson(['-d', 'link', 'show']);
+  }
+
+  async nftRuleset(): Promise<Record<string, unknown>[]> {
+    const r = await this.node.exec('nft', ['-j', 'list', 'ruleset']);
+    return (JSON.parse(r.stdout) as { nftables: Record<string, unknown>[] }).nftables;
+  }
+
+  async nftRules(): Promise<Record<string, unknown>[]> {
+    return (await this.nftRuleset()).filter((x) => 'rule' in x).map((x) => x.rule as Record<string, unknown>);
+  }
+
+  async iptablesSave(family: 4 | 6 = 4): Promise<string> {
+    return (await this.node.exec(family === 4 ? 'iptables-save' : 'ip6tables-save', ['-t', 'nat'])).stdout;
+  }
+
+  async sysctl(key: string, ns: Netns = this.node): Promise<string> {
+    return (await ns.exec('cat', [`/proc/sys/${key}`])).stdout.trim();
+  }
+
+  async destroy(): Promise<void> {
+    await Promise.all(this.pods.map((p) => p.destroy()));
+    await this.node.destroy();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+
+/** A bridge + host-local config; `ipam` fields override the defaults. */
+export function bridgeConf(lab: BridgeLab, o: { version?: string; name?: string; bridge?: string; ipamType?: string; ranges?: unknown; extra?: Record<string, unknown>; ipamExtra?: Record<string, unknown> } = {}): Record<string, unknown> {
+  return {
+    cniVersion: o.version ?? '1.0.0',
+    name: o.name ?? 'pbrnet',
+    type: 'podnet-bridge',
+    bridge: o.bridge ?? 'pbrbr0',
+    ...o.extra,
+    ipam: {
+      type: o.ipamType ?? 'podnet-host-local',
+      dataDir: lab.dataDir,
+      ranges: o.ranges ?? [[{ subnet: '10.88.0.0/24' }]],
+      ...o.ipamExtra,
+    },
+  };
+}

@@ -28,10 +28,11 @@ const K8S_ARGS = (pod: string) => ({
   K8S_POD_UID: '00000000-0000-4000-8000-000000000001',
 });
 
-const atLeast = (v: string, min: string) => {
+/** Whether spec version `v` is `min` or later. */
+const atLeast = (v: string, min: string): boolean => {
   const n = (s: string) => s.split('.').map(Number) as [number, number, number];
   const [a, b] = [n(v), n(min)];
-  return a[0] - b[0] || a[1] - b[1] || a[2] - b[2];
+  return (a[0] - b[0] || a[1] - b[1] || a[2] - b[2]) >= 0;
 };
 
 describe.runIf(isRoot && hasGo && hasLibcniSource)(`libcni with ${FLAVOUR} plugins`, () => {
@@ -126,7 +127,7 @@ describe.runIf(isRoot && hasGo && hasLibcniSource)(`libcni with ${FLAVOUR} plugi
       added = r.out.result!;
       expect(added.cniVersion).toBe(version);
       let cidr: string;
-      if (atLeast(version, '0.3.0') >= 0) {
+      if (atLeast(version, '0.3.0')) {
         const interfaces = added.interfaces as { name: string; sandbox?: string }[];
         const ips = added.ips as { address: string; interface?: number }[];
         expect(ips).toHaveLength(1);
@@ -152,7 +153,7 @@ describe.runIf(isRoot && hasGo && hasLibcniSource)(`libcni with ${FLAVOUR} plugi
       expect(cached.out.result).toEqual(added);
     });
 
-    if (atLeast(version, '0.4.0') >= 0) {
+    if (atLeast(version, '0.4.0')) {
       it('CHECK (prevResult from the cache) succeeds', async () => {
         const r = await call('check');
         expect(r.out, r.stderr).toMatchObject({ ok: true });

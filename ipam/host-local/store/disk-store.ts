@@ -39,7 +39,8 @@
  *
  * Crash safety (kill -9 at any point): ADD writes the index entry first (temp + rename), then
  * each reservation file (temp + link(2), which fails if the name exists, so a file appears
- * whole or not at all), then last_reserved_ip (temp + rename), then the stamp. Killed before a
+ * whole or not at all), then last_reserved_ip, then the stamp (both hints, written in place:
+ * see writeInPlace). Killed before a
  * reservation file exists: the entry names files that do not belong to it and is ignored, and
  * DEL or GC removes it. Killed after: the directory changed without a new stamp, so the next
  * operation rebuilds the index from the files, and the runtime's DEL (or GC) releases what was
@@ -47,14 +48,16 @@
  * the next DEL. The lock directory of a killed process goes stale after `staleMs` (proper-lockfile
  * refreshes a live holder's mtime), and the next process takes it over.
  */
-import { createHash } from 'node:crypto';
 import {
   type Dirent,
   accessSync,
+  closeSync,
   constants,
+  ftruncateSync,
   linkSync,
   lstatSync,
   mkdirSync,
+  openSync,
   readFileSync,
   readdirSync,
   renameSync,
@@ -62,6 +65,7 @@ import {
   statSync,
   unlinkSync,
   writeFileSync,
+  writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import lockfile from 'proper-lockfile';
@@ -105,11 +109,23 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 const errCode = (e: unknown): string | undefined => (e as NodeJS.ErrnoException | undefined)?.code;
 const SAFE_ENTRY = /^[A-Za-z0-9][A-Za-z0-9_.-]*:[^/\0]*$/;
 
+/**
+ * FNV-1a, 128 bits: names index entries whose plain name would be unsafe or too long. Not
+ * node:crypto, whose import alone costs ~7 ms of a plugin's start-up.
+ */
+function fnv1a128(text: string): string {
+  let h = 0x6c62272e07bb014262b821756295c58dn;
+  const prime = 0x0000000001000000000000000000013bn;
+  const mask = (1n << 128n) - 1n;
+  for (const byte of Buffer.from(text)) h = ((h ^ BigInt(byte)) * prime) & mask;
+  return h.toString(16).padStart(32, '0');
+}
+
 /** The index entry's file name for an owner. */
 export function entryName(o: Owner): string {
   const plain = `${o.containerId.trim()}:${o.ifName ?? ''}`;
   if (SAFE_ENTRY.test(plain) && Buffer.byteLength(plain) <= 200) return plain;
-  return `~${createHash('sha256').update(ownerText(o)).update(o.ifName === undefined ? '\u0000legacy' : '').digest('hex')}`;
+  return `~${fnv1a128(o.ifName === undefined ? `legacy\u0000${ownerText(o)}` : ownerText(o))}`;
 }
 
 interface Entry {
@@ -153,17 +169,26 @@ export class DiskStore implements Store {
         throw new CniError(ErrorCode.IoFailure, `failed to update store "${this.dir}": ${causeText(e)}`, '', { cause: e });
       }
     } finally {
-      await release().catch(() => undefined);
+      try {
+        release();
+      } catch {
+        // Already released as compromised; nothing left to undo.
+      }
     }
   }
 
-  private async acquire(state: { compromised: Error | undefined }): Promise<() => Promise<void>> {
+  /**
+   * proper-lockfile's sync variant (plain fs calls, no libuv thread pool: this saves the pool's
+   * start-up in a short-lived process) with podnet's own retry loop, which backs off and keeps
+   * other errors (EACCES, ENOTDIR) from being retried.
+   */
+  private async acquire(state: { compromised: Error | undefined }): Promise<() => void> {
     const { staleMs, lockTimeoutMs, retryMinMs, retryMaxMs } = this.opts;
     const deadline = Date.now() + lockTimeoutMs;
     let wait = retryMinMs;
     for (;;) {
       try {
-        return await lockfile.lock(this.dir, {
+        return lockfile.lockSync(this.dir, {
           lockfilePath: this.lockPath,
           realpath: false,
           stale: staleMs,
@@ -252,7 +277,7 @@ class DiskTx implements StoreTx {
     }
     const now = this.dirMtime();
     if (now !== this.stamp) {
-      this.writeAtomic(join(this.indexDir, STAMP_NAME), JSON.stringify({ mtimeNs: now.toString() }));
+      this.writeInPlace(join(this.indexDir, STAMP_NAME), JSON.stringify({ mtimeNs: now.toString() }));
       this.stamp = now;
     }
   }
@@ -303,7 +328,7 @@ class DiskTx implements StoreTx {
         made.push(p.ip);
       }
       this.pause?.('after-ip');
-      for (const p of picks) this.writeAtomic(join(this.dir, `${LAST_IP_PREFIX}${p.setIndex}`), p.ip);
+      for (const p of picks) this.writeInPlace(join(this.dir, `${LAST_IP_PREFIX}${p.setIndex}`), p.ip);
     } catch (e) {
       for (const ip of made) this.unlinkIfOwned(ip, owner);
       this.writeEntry({ owner, ips: before });
@@ -353,6 +378,32 @@ class DiskTx implements StoreTx {
   private tmpPath(): string {
     this.counter += 1;
     return join(this.tmpDir, `${this.suffix}.${this.counter}`);
+  }
+
+  /**
+   * Overwrite an existing small file where it is (one write, then truncate), else create it
+   * atomically. Only for the two hints, last_reserved_ip and the stamp: replacing a file by
+   * rename costs ~0.6 ms here (ext4 flushes the new file's data on rename-over), writing in
+   * place 0.04 ms. A process killed between the write and the truncate leaves a wrong but
+   * harmless hint: round-robin starts elsewhere (upstream ignores an unparseable file too), or
+   * the stamp no longer matches and the index is rebuilt.
+   */
+  private writeInPlace(path: string, data: string): void {
+    let fd: number;
+    try {
+      fd = openSync(path, 'r+');
+    } catch (e) {
+      if (errCode(e) !== 'ENOENT') throw e;
+      this.writeAtomic(path, data);
+      return;
+    }
+    try {
+      const buf = Buffer.from(data);
+      writeSync(fd, buf, 0, buf.length, 0);
+      ftruncateSync(fd, buf.length);
+    } finally {
+      closeSync(fd);
+    }
   }
 
   private writeAtomic(path: string, data: string): void {

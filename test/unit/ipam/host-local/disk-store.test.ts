@@ -191,7 +191,7 @@ describe('DiskStore', () => {
     const long = 'x'.repeat(240);
     const s = store();
     await s.withLock((tx) => tx.reserve(long, 'eth0', [{ ip: '10.0.0.8', setIndex: 0 }]));
-    expect(index().every((n) => /^~[0-9a-f]{64}$/.test(n))).toBe(true);
+    expect(index().every((n) => /^~[0-9a-f]{32}$/.test(n))).toBe(true);
     expect(index()).toHaveLength(2);
     expect(existsSync(join(root, 'evil'))).toBe(false);
     expect(await s.withLock((tx) => tx.release('../../evil', 'eth0'))).toEqual(['10.0.0.7']);

@@ -47,7 +47,10 @@ interface IpRouteJson {
   prefsrc?: string;
 }
 
-/** Normalise one `ip -N -j route show` entry. */
+/** rtm_type numbers (`ip -N` prints them numerically) → names. */
+const ROUTE_TYPES: Record<string, string> = { '1': 'unicast', '2': 'local', '3': 'broadcast', '4': 'anycast', '5': 'multicast', '6': 'blackhole', '7': 'unreachable', '8': 'prohibit', '9': 'throw', '10': 'nat' };
+
+/** Normalise one `ip -N -d -j route show` entry. */
 export function toKernelRoute(r: IpRouteJson, family: Family): KernelRoute | undefined {
   if (!r.dst) return undefined;
   let dst: string;
@@ -69,9 +72,10 @@ export function toKernelRoute(r: IpRouteJson, family: Family): KernelRoute | und
     family,
     gateway: gw && gw.ok ? gw.value.text : gwText,
     dev: r.dev,
-    protocol: String(r.protocol ?? '0'),
+    // iproute2 leaves out `proto boot` (3), the default of `ip route add`, unless -d is given.
+    protocol: String(r.protocol ?? '3'),
     metric: typeof r.metric === 'number' ? r.metric : 0,
-    type: r.type ?? 'unicast',
+    type: ROUTE_TYPES[String(r.type ?? '1')] ?? String(r.type),
   };
 }
 
@@ -126,8 +130,8 @@ export class IprouteCli implements HostNet {
 
   async routes(): Promise<KernelRoute[]> {
     const [v4, v6] = await Promise.all([
-      ipJson<IpRouteJson[]>(this.runner, ['-N', '-4', 'route', 'show', 'table', 'main']),
-      ipJson<IpRouteJson[]>(this.runner, ['-N', '-6', 'route', 'show', 'table', 'main']),
+      ipJson<IpRouteJson[]>(this.runner, ['-N', '-d', '-4', 'route', 'show', 'table', 'main']),
+      ipJson<IpRouteJson[]>(this.runner, ['-N', '-d', '-6', 'route', 'show', 'table', 'main']),
     ]);
     const out: KernelRoute[] = [];
     for (const r of v4) {

@@ -104,27 +104,7 @@ export class FakeApiServer {
 
   /** A kubeconfig (YAML text) pointing at this server. */
   kubeconfig(): string {
-    return [
-      'apiVersion: v1',
-      'kind: Config',
-      'clusters:',
-      `- name: fake`,
-      `  cluster:`,
-      `    server: ${this.url}`,
-      // @kubernetes/client-node refuses plain http unless TLS verification is off.
-      '    insecure-skip-tls-verify: true',
-      'users:',
-      '- name: fake',
-      '  user:',
-      '    token: fake-token',
-      'contexts:',
-      '- name: fake',
-      '  context:',
-      '    cluster: fake',
-      '    user: fake',
-      'current-context: fake',
-      '',
-    ].join('\n');
+    return kubeconfigFor(this.url);
   }
 
   async start(): Promise<void> {
@@ -333,6 +313,31 @@ export class FakeApiServer {
       }, timeout * 1000).unref();
     }
   }
+}
+
+/** A kubeconfig (YAML) for a fake API server at `url` (plain http, bearer token "fake-token"). */
+export function kubeconfigFor(url: string): string {
+  return [
+    'apiVersion: v1',
+    'kind: Config',
+    'clusters:',
+    '- name: fake',
+    '  cluster:',
+    `    server: ${url}`,
+    // @kubernetes/client-node refuses plain http unless TLS verification is off.
+    '    insecure-skip-tls-verify: true',
+    'users:',
+    '- name: fake',
+    '  user:',
+    '    token: fake-token',
+    'contexts:',
+    '- name: fake',
+    '  context:',
+    '    cluster: fake',
+    '    user: fake',
+    'current-context: fake',
+    '',
+  ].join('\n');
 }
 
 /** A Node object with the fields the daemon reads. */

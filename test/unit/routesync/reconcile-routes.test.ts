@@ -100,8 +100,16 @@ describe('iproute2 output parsing', () => {
   it('normalises routes from ip -N -j route show', () => {
     expect(toKernelRoute({ dst: '10.244.1.0/24', gateway: '172.18.0.3', dev: 'eth0', protocol: '112' }, 4)).toEqual(kr('10.244.1.0/24', '172.18.0.3', '112'));
     expect(toKernelRoute({ dst: '10.1.2.3', dev: 'eth0', protocol: '4' }, 4)).toMatchObject({ dst: '10.1.2.3/32', gateway: undefined });
-    expect(toKernelRoute({ dst: 'default', gateway: '192.0.2.1' }, 4)).toMatchObject({ dst: '0.0.0.0/0', protocol: '0' });
+    expect(toKernelRoute({ dst: 'default', gateway: '192.0.2.1' }, 4)).toMatchObject({ dst: '0.0.0.0/0', protocol: '3' });
     expect(toKernelRoute({ dst: 'FD00:0:0::/64', gateway: 'FC00::0003', protocol: '112', metric: 1024 }, 6)).toMatchObject({ dst: 'fd00::/64', gateway: 'fc00::3', metric: 1024 });
     expect(toKernelRoute({ dst: 'fd00::/64', via: { family: 'inet6', host: 'fe80::1' }, protocol: 112 }, 6)).toMatchObject({ gateway: 'fe80::1', protocol: '112' });
+  });
+});
+
+describe('route types from ip -N -d', () => {
+  it('maps numeric rtm_type to names (unicast routes are the only ones that count as ours)', () => {
+    expect(toKernelRoute({ type: '1', dst: '10.1.0.0/24', protocol: '112' }, 4)?.type).toBe('unicast');
+    expect(toKernelRoute({ type: '6', dst: '10.1.0.0/24', protocol: '112' }, 4)?.type).toBe('blackhole');
+    expect(toKernelRoute({ type: 'unicast', dst: '10.1.0.0/24' }, 4)?.type).toBe('unicast');
   });
 });

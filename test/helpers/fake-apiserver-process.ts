@@ -1,0 +1,156 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import * as esbuild from 'esbuild';
+import { type FakeNode, type RequestRecord, kubeconfigFor } from './fake-apiserver.js';
+
+/**
+ * Runs test/helpers/fake-apiserver-cli.ts as a child process, optionally inside a network
+ * namespace, and drives it over stdio. Used where the daemon under test lives in a namespace of
+ * a lab (integration tests, bench) and so cannot reach a server in the test's own process.
+ */
+
+/** The repository root, found from this file or the working directory (bench bundles move files). */
+export function findRepoRoot(): string {
+  for (const start of [import.meta.dirname, process.cwd()]) {
+    let d = start;
+    for (;;) {
+      const pkg = join(d, 'package.json');
+      if (existsSync(pkg) && (JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'podnet') return d;
+      const up = dirname(d);
+      if (up === d) break;
+      d = up;
+    }
+  }
+  throw new Error('failed to find the podnet repository root');
+}
+
+let bundled: Promise<string> | undefined;
+
+/** Bundle a TypeScript entry (test helper or daemon) to one ESM/CJS file in a temp dir, once per process. */
+async function bundleCli(): Promise<string> {
+  bundled ??= (async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'prs-fakeapi-'));
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+    const outfile = join(dir, 'fake-apiserver-cli.mjs');
+    await esbuild.build({
+      entryPoints: [join(findRepoRoot(), 'test', 'helpers', 'fake-apiserver-cli.ts')],
+      outfile,
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: 'node22',
+      logLevel: 'warning',
+    });
+    return outfile;
+  })();
+  return bundled;
+}
+
+export class FakeApiServerProcess {
+  private nextId = 1;
+  private readonly waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+
+  private constructor(
+    private readonly child: ChildProcess,
+    readonly url: string,
+  ) {
+    const rl = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+    rl.on('line', (line) => {
+      let msg: { id?: number; ok?: boolean; result?: unknown; error?: string };
+      try {
+        msg = JSON.parse(line);
+      } catch {
+        return;
+      }
+      const w = msg.id === undefined ? undefined : this.waiting.get(msg.id);
+      if (!w || msg.id === undefined) return;
+      this.waiting.delete(msg.id);
+      if (msg.ok) w.resolve(msg.result);
+      else w.reject(new Error(`fake apiserver: ${msg.error}`));
+    });
+  }
+
+  static async spawn(opts: { netns?: string; host: string; port: number; goneAs?: 'event' | 'status' }): Promise<FakeApiServerProcess> {
+    const cli = await bundleCli();
+    const args = [cli, '--host', opts.host, '--port', String(opts.port), ...(opts.goneAs ? ['--gone-as', opts.goneAs] : [])];
+    const child = opts.netns
+      ? spawn('ip', ['netns', 'exec', opts.netns, process.execPath, ...args], { stdio: ['pipe', 'pipe', 'inherit'] })
+      : spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'] });
+    const url = await new Promise<string>((resolve, reject) => {
+      const rl = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+      const timer = setTimeout(() => reject(new Error('fake apiserver did not start within 20 s')), 20_000);
+      rl.once('line', (line) => {
+        clearTimeout(timer);
+        rl.close();
+        try {
+          resolve((JSON.parse(line) as { url: string }).url);
+        } catch (e) {
+          reject(e as Error);
+        }
+      });
+      child.once('exit', (code) => reject(new Error(`fake apiserver exited with ${code}`)));
+    });
+    return new FakeApiServerProcess(child, url);
+  }
+
+  private call<T>(op: string, ...args: unknown[]): Promise<T> {
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.waiting.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.child.stdin?.write(`${JSON.stringify({ id, op, args })}\n`);
+    });
+  }
+
+  kubeconfig(): string {
+    return kubeconfigFor(this.url);
+  }
+
+  upsert(n: FakeNode) {
+    return this.call<FakeNode>('upsert', n);
+  }
+  remove(name: string) {
+    return this.call<boolean>('remove', name);
+  }
+  setNodes(nodes: FakeNode[]) {
+    return this.call<void>('setNodes', nodes);
+  }
+  seed(nodes: FakeNode[]) {
+    return this.call<void>('seed', nodes);
+  }
+  compact() {
+    return this.call<void>('compact');
+  }
+  bookmark() {
+    return this.call<void>('bookmark');
+  }
+  failNext(n: number, code = 500) {
+    return this.call<void>('failNext', n, code);
+  }
+  stop() {
+    return this.call<void>('stop');
+  }
+  start() {
+    return this.call<void>('start');
+  }
+  counts() {
+    return this.call<{ lists: number; watches: number }>('counts');
+  }
+  get(name: string) {
+    return this.call<FakeNode | null>('get', name);
+  }
+  requestsSince(i: number) {
+    return this.call<RequestRecord[]>('requestsSince', i);
+  }
+
+  async close(): Promise<void> {
+    if (this.child.exitCode !== null) return;
+    const exited = new Promise<void>((r) => this.child.once('exit', () => r()));
+    this.child.stdin?.end();
+    const t = setTimeout(() => this.child.kill('SIGKILL'), 3000);
+    await exited;
+    clearTimeout(t);
+  }
+}

@@ -285,7 +285,17 @@ export class Lab {
     this.save();
     await nsBatch(ns, ['link set lo up']);
     const t0 = performance.now();
-    const result = await this.runtime(node).add(conf, this.rtConf(pod));
+    let result: Record<string, unknown>;
+    try {
+      result = await this.runtime(node).add(conf, this.rtConf(pod));
+    } catch (e) {
+      // What kubelet does with a sandbox whose network setup failed: DEL, then drop it.
+      await this.runtime(node).del(conf, this.rtConf(pod)).catch(() => undefined);
+      await ip(['netns', 'del', ns], false);
+      this.state.pods = this.state.pods.filter((p) => p !== pod);
+      this.save();
+      throw e;
+    }
     pod.addMs = performance.now() - t0;
     pod.ip = firstIp(result);
     this.save();

@@ -1,5 +1,4 @@
-import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync } from 'node:fs';
 import type { CmdArgs, GcArgs, PluginFuncs } from '../cni/dispatch.js';
 import { CniError, ErrorCode, causeText, isCniError, wrapError } from '../cni/errors.js';
 import type { Interface, Result } from '../cni/types.js';
@@ -46,10 +45,22 @@ export function defaultBridgeDeps(): BridgeDeps {
     netdev: new ProcSysfsView(),
     ipam: defaultIpamDeps(),
     netnsExists: (p) => existsSync(p),
-    randomMac: () => randomMac((n) => randomBytes(n)),
+    randomMac: () => randomMac(urandom),
     sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
     now: () => Date.now(),
   };
+}
+
+/** Random bytes without loading node:crypto (start-up cost). */
+function urandom(n: number): Uint8Array {
+  const buf = new Uint8Array(n);
+  const fd = openSync('/dev/urandom', 'r');
+  try {
+    readSync(fd, buf, 0, n, null);
+  } finally {
+    closeSync(fd);
+  }
+  return buf;
 }
 
 /** How long ADD waits for the host port to come up (upstream: 2.55 s of retries). */

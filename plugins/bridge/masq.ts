@@ -43,7 +43,9 @@ const startsWithKey = (key: string) => (comment: string) => comment === key || c
 export function createMasq(nf: Netfilter, conf: BridgeConf, containerId: string, ifName: string): Masq {
   const key = calcAttachmentKey(conf.name, containerId, ifName);
   const comment = calcRuleComment(conf.name, containerId, ifName);
-  const chain = calcIptablesChain(conf.name, containerId);
+  // Computed only on the iptables path (SHA-512, see names.ts).
+  let chainName: string | undefined;
+  const chainOf = (): string => (chainName ??= calcIptablesChain(conf.name, containerId));
   const backend = resolveBackend(nf, conf);
 
   const listOurs = async (family: string, pick: (c: string) => boolean): Promise<NftRule[]> => {
@@ -65,7 +67,7 @@ export function createMasq(nf: Netfilter, conf: BridgeConf, containerId: string,
         base.push(...spoofchkBaseLines());
       }
       const nftJob = lines.length ? nftApplyCreating(nf, lines, base) : Promise.resolve();
-      const iptJob = targets.length && backend === 'iptables' ? iptMasqAdd(nf, chain, calcIptablesComment(conf.name, containerId), targets) : Promise.resolve();
+      const iptJob = targets.length && backend === 'iptables' ? iptMasqAdd(nf, chainOf(), calcIptablesComment(conf.name, containerId), targets) : Promise.resolve();
       const [a, b] = await Promise.allSettled([nftJob, iptJob]);
       if (a.status === 'rejected') throw new CniError(ErrorCode.Internal, `failed to add nftables rules: ${causeText(a.reason)}`);
       if (b.status === 'rejected') throw new CniError(ErrorCode.Internal, `failed to add iptables masquerade: ${causeText(b.reason)}`);
@@ -86,7 +88,7 @@ export function createMasq(nf: Netfilter, conf: BridgeConf, containerId: string,
         );
       }
       // iptables when configured (or the only tool); rules of the reference plugin are found too.
-      if (conf.ipMasq && (backend === 'iptables' || !nf.hasNft())) jobs.push(iptMasqDelete(nf, new Set([chain])));
+      if (conf.ipMasq && (backend === 'iptables' || !nf.hasNft())) jobs.push(iptMasqDelete(nf, new Set([chainOf()])));
       const settled = await Promise.allSettled(jobs);
       const failed = settled.find((s) => s.status === 'rejected');
       if (failed) throw (failed as PromiseRejectedResult).reason;
@@ -104,7 +106,7 @@ export function createMasq(nf: Netfilter, conf: BridgeConf, containerId: string,
         const saved = await nf.iptablesSaveNat(family);
         if (saved.code !== 0) throw new CommandError(`${family === 4 ? 'iptables' : 'ip6tables'}-save`, saved);
         for (const t of mine) {
-          const jump = saved.stdout.split('\n').some((l) => l.startsWith('-A POSTROUTING') && l.includes(`-s ${t.ip}/`) && l.endsWith(`-j ${chain}`));
+          const jump = saved.stdout.split('\n').some((l) => l.startsWith('-A POSTROUTING') && l.includes(`-s ${t.ip}/`) && l.endsWith(`-j ${chainOf()}`));
           if (!jump) out.push(t);
         }
       }

@@ -1,24 +1,37 @@
-import { createHash } from 'node:crypto';
-
 /**
  * Deterministic names and keys, so every verb finds what ADD made from (network, containerID,
  * ifname) alone — even when the pod's namespace is gone.
+ *
+ * Names use FNV-1a (64 bit): they need spreading, not secrecy, and loading node:crypto costs a
+ * plugin start-up several milliseconds. Only the reference-compatible iptables chain name needs
+ * SHA-512, and loads node:crypto when (and only when) the iptables backend is used.
  */
-const hex = (algo: 'sha256' | 'sha512', s: string): string => createHash(algo).update(s).digest('hex');
+const MASK64 = (1n << 64n) - 1n;
+export function fnv1a64(s: string): string {
+  let h = 0xcbf29ce484222325n;
+  for (const b of Buffer.from(s, 'utf8')) {
+    h ^= BigInt(b);
+    h = (h * 0x100000001b3n) & MASK64;
+  }
+  return h.toString(16).padStart(16, '0');
+}
+
+const hex = (algo: 'fnv' | 'sha512', s: string): string =>
+  algo === 'fnv' ? fnv1a64(s) : process.getBuiltinModule('node:crypto').createHash('sha512').update(s).digest('hex');
 
 /** Host end of the pod's veth: `veth` + 11 hex digits (15 characters, IFNAMSIZ-1). */
 export const calcHostVethName = (containerId: string, ifName: string): string =>
-  `veth${hex('sha256', `${containerId}/${ifName}`).slice(0, 11)}`;
+  `veth${hex('fnv', `${containerId}/${ifName}`).slice(0, 11)}`;
 
 /** Host end of the VLAN gateway veth pair (`<bridge>.<vlan>` is the other end). */
-export const calcVlanPeerName = (bridge: string, vlan: number): string => `veth${hex('sha256', `${bridge}.${vlan}`).slice(0, 11)}`;
+export const calcVlanPeerName = (bridge: string, vlan: number): string => `veth${hex('fnv', `${bridge}.${vlan}`).slice(0, 11)}`;
 
 /** Prefix shared by all rules of one network. */
-export const calcNetworkKey = (network: string): string => `podnet:${hex('sha256', network).slice(0, 12)}:`;
+export const calcNetworkKey = (network: string): string => `podnet:${hex('fnv', network).slice(0, 12)}:`;
 
 /** Key of one attachment; rule comments start with it. */
 export const calcAttachmentKey = (network: string, containerId: string, ifName: string): string =>
-  `${calcNetworkKey(network)}${hex('sha256', `${ifName}:${containerId}`).slice(0, 16)}`;
+  `${calcNetworkKey(network)}${hex('fnv', `${ifName}:${containerId}`).slice(0, 16)}`;
 
 /** The comment on an attachment's nft rules: key first, then a readable tail, ≤ 128 bytes. */
 export function calcRuleComment(network: string, containerId: string, ifName: string): string {

@@ -1,0 +1,202 @@
+// Bridge plugin: the reference (/usr/lib/cni/bridge + host-local) and podnet (dist/bin
+// podnet-bridge + podnet-host-local) side by side, same config (isGateway, ipMasq, cniVersion
+// 1.0.0), inside a node network namespace, a fresh pod namespace per ADD. Prints p50/p95 of ADD
+// and DEL, the ratios, and the wall time of 40 parallel ADDs (and DELs). Measures, never asserts.
+//
+// The outer process makes the node namespace and re-runs this script inside it (`ip netns exec`,
+// which also remounts /sys as a runtime's node has it), so plugin spawns are timed without any
+// wrapper process.
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+const ROOT = resolve(process.cwd());
+const DIST = join(ROOT, 'dist', 'bin', 'podnet');
+const REF = '/usr/lib/cni';
+const ITER = Number(process.env.PBR_BENCH_ITER ?? 30);
+const PAR = 40;
+
+function sh(file: string, args: string[], input = ''): string {
+  const r = spawnSync(file, args, { input, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${file} ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+
+if (process.argv[2] !== '--inner') {
+  if (process.getuid?.() !== 0) {
+    console.log('bridge bench: needs root (network namespaces); skipped');
+    process.exit(0);
+  }
+  const node = `pbrbench${process.pid}`;
+  sh('ip', ['netns', 'add', node]);
+  try {
+    sh('ip', ['-n', node, 'link', 'set', 'lo', 'up']);
+    const r = spawnSync('ip', ['netns', 'exec', node, process.execPath, process.argv[1] as string, '--inner'], { stdio: 'inherit' });
+    process.exitCode = r.status ?? 1;
+  } finally {
+    // Pod namespaces the inner run could not remove (it removes its own on success).
+    for (const ns of sh('ip', ['netns', 'list']).split('\n')) {
+      const name = ns.split(' ')[0];
+      if (name?.startsWith(`pbrbp${process.ppid}`) || name?.startsWith('pbrbp')) spawnSync('ip', ['netns', 'del', name]);
+    }
+    spawnSync('ip', ['netns', 'del', node]);
+  }
+} else {
+  inner().then(
+    () => {},
+    (e: unknown) => {
+      console.error(e);
+      process.exitCode = 1;
+    },
+  );
+}
+
+interface Impl {
+  label: string;
+  file: string;
+  conf: Record<string, unknown>;
+  env: Record<string, string>;
+}
+
+async function inner(): Promise<void> {
+  const work = mkdtempSync(join(tmpdir(), 'pbr-bench-'));
+  const bin = join(work, 'bin');
+  mkdirSync(bin);
+  for (const n of ['bridge', 'host-local']) symlinkSync(join(REF, n), join(bin, n));
+  for (const n of ['podnet-bridge', 'podnet-host-local']) symlinkSync(DIST, join(bin, n));
+  const conf = (type: string, ipam: string, br: string, net: string, subnet: string) => ({
+    cniVersion: '1.0.0',
+    name: net,
+    type,
+    bridge: br,
+    isGateway: true,
+    ipMasq: true,
+    ipam: { type: ipam, dataDir: join(work, 'ipam'), ranges: [[{ subnet }]] },
+  });
+  const baseEnv = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', CNI_PATH: bin, CNI_IFNAME: 'eth0' };
+  const impls: Impl[] = [
+    { label: 'reference', file: join(bin, 'bridge'), conf: conf('bridge', 'host-local', 'pbrbref', 'pbrbref', '10.201.0.0/16'), env: baseEnv },
+    { label: 'podnet', file: join(bin, 'podnet-bridge'), conf: conf('podnet-bridge', 'podnet-host-local', 'pbrbpod', 'pbrbpod', '10.202.0.0/16'), env: baseEnv },
+    {
+      label: 'podnet + ref IPAM',
+      file: join(bin, 'podnet-bridge'),
+      conf: conf('podnet-bridge', 'host-local', 'pbrbpor', 'pbrbpor', '10.204.0.0/16'),
+      env: baseEnv,
+    },
+    {
+      label: 'podnet, IPAM exec',
+      file: join(bin, 'podnet-bridge'),
+      conf: conf('podnet-bridge', 'podnet-host-local', 'pbrbpox', 'pbrbpox', '10.203.0.0/16'),
+      env: { ...baseEnv, PODNET_IPAM_EXEC: '1' },
+    },
+  ];
+  let podN = 0;
+  const pods: string[] = [];
+  const newPod = (): string => {
+    podN += 1;
+    const name = `pbrbp${process.ppid}x${podN}`;
+    sh('ip', ['netns', 'add', name]);
+    pods.push(name);
+    return `/var/run/netns/${name}`;
+  };
+  const invoke = (impl: Impl, cmd: string, id: string, netns: string): number => {
+    const env = { ...impl.env, CNI_COMMAND: cmd, CNI_CONTAINERID: id, CNI_NETNS: netns };
+    const t0 = process.hrtime.bigint();
+    const r = spawnSync(impl.file, [], { input: JSON.stringify(impl.conf), env, encoding: 'utf8' });
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    if (r.status !== 0) throw new Error(`${impl.label} ${cmd} ${id} failed: ${r.stdout} ${r.stderr}`);
+    return ms;
+  };
+  const q = (xs: number[], p: number): number => {
+    const s = [...xs].sort((a, b) => a - b);
+    return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
+  };
+
+  try {
+    // Process start alone (VERSION), for scale.
+    const start: Record<string, number[]> = { reference: [], podnet: [] };
+    for (let i = 0; i < 15; i++) {
+      for (const [label, file] of [['reference', join(bin, 'bridge')], ['podnet', join(bin, 'podnet-bridge')]] as const) {
+        const t0 = process.hrtime.bigint();
+        spawnSync(file, [], { env: { CNI_COMMAND: 'VERSION' } });
+        start[label]?.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      }
+    }
+
+    // Sequential ADD then DEL, interleaved between implementations; 3 warm-up rounds first.
+    const add: Record<string, number[]> = {};
+    const del: Record<string, number[]> = {};
+    const made: { impl: Impl; id: string; netns: string }[] = [];
+    for (let i = -3; i < ITER; i++) {
+      for (const impl of impls) {
+        const netns = newPod();
+        const id = `pbrb-${impl.label.replace(/\W/g, '')}-${i + 3}`;
+        const ms = invoke(impl, 'ADD', id, netns);
+        if (i >= 0) (add[impl.label] ??= []).push(ms);
+        made.push({ impl, id, netns });
+      }
+    }
+    for (const [i, m] of made.entries()) {
+      const ms = invoke(m.impl, 'DEL', m.id, m.netns);
+      if (i >= 3 * impls.length) (del[m.impl.label] ??= []).push(ms);
+    }
+
+    const row = (label: string, xs: number[] | undefined, ref: number[] | undefined) => {
+      const p50 = q(xs ?? [], 50);
+      const ratio = ref && label !== 'reference' ? `  ${(p50 / q(ref, 50)).toFixed(2)}× ref` : '';
+      return `  ${label.padEnd(20)} p50 ${p50.toFixed(1).padStart(6)} ms   p95 ${q(xs ?? [], 95).toFixed(1).padStart(6)} ms${ratio}`;
+    };
+    console.log(`process start (VERSION), ${start.reference?.length} runs:`);
+    for (const l of ['reference', 'podnet']) console.log(row(l, start[l], start.reference));
+    console.log(`ADD, ${ITER} runs each (fresh pod netns, ipMasq, isGateway, cniVersion 1.0.0):`);
+    for (const impl of impls) console.log(row(impl.label, add[impl.label], add.reference));
+    console.log(`DEL, ${ITER} runs each:`);
+    for (const impl of impls) console.log(row(impl.label, del[impl.label], del.reference));
+
+    // 40 parallel ADDs, then 40 parallel DELs, each implementation on its own (fresh) bridge.
+    console.log(`${PAR} parallel ADDs / DELs (wall time):`);
+    const wall: Record<string, [number, number]> = {};
+    for (const impl of impls.slice(0, 3)) {
+      const par: Impl = { ...impl, conf: { ...impl.conf, bridge: `${String(impl.conf.bridge)}p`, name: `${String(impl.conf.name)}p` } };
+      const jobs = Array.from({ length: PAR }, (_, i) => ({ id: `pbrbpar${i}`, netns: newPod() }));
+      const runAll = (cmd: string) => {
+        const t0 = process.hrtime.bigint();
+        return Promise.all(
+          jobs.map(
+            (j) =>
+              new Promise<void>((res, rej) => {
+                const c = spawn(par.file, [], { env: { ...par.env, CNI_COMMAND: cmd, CNI_CONTAINERID: j.id, CNI_NETNS: j.netns } });
+                let out = '';
+                c.stdout.on('data', (b: Buffer) => {
+                  out += b.toString();
+                });
+                c.on('close', (code) => (code === 0 ? res() : rej(new Error(`${par.label} parallel ${cmd}: ${out}`))));
+                c.stdin.end(JSON.stringify(par.conf));
+              }),
+          ),
+        ).then(() => Number(process.hrtime.bigint() - t0) / 1e6);
+      };
+      const addMs = await runAll('ADD');
+      const delMs = await runAll('DEL');
+      wall[impl.label] = [addMs, delMs];
+    }
+    const [ra, rd] = wall.reference ?? [NaN, NaN];
+    const [pa] = wall.podnet ?? [NaN, NaN];
+    console.log(`  ${'reference'.padEnd(20)} ADD ${ra.toFixed(0).padStart(5)} ms   DEL ${rd.toFixed(0).padStart(5)} ms`);
+    console.log(`  (load average at the end: ${loadavg().map((x) => x.toFixed(1)).join(' ')} on ${cpus().length} CPUs)`);
+    for (const l of ['podnet', 'podnet + ref IPAM']) {
+      const [a, d] = wall[l] ?? [NaN, NaN];
+      console.log(`  ${l.padEnd(20)} ADD ${a.toFixed(0).padStart(5)} ms   DEL ${d.toFixed(0).padStart(5)} ms   ${(a / ra).toFixed(2)}× / ${(d / rd).toFixed(2)}× ref`);
+    }
+    const p50 = (m: Record<string, number[]>, l: string) => q(m[l] ?? [], 50);
+    console.log('targets (printed, not asserted):');
+    console.log(`  ADD p50 ≤ 1.3× ref: ${(p50(add, 'podnet') / p50(add, 'reference')).toFixed(2)}×`);
+    console.log(`  DEL p50 ≤ 1.0× ref: ${(p50(del, 'podnet') / p50(del, 'reference')).toFixed(2)}×`);
+    console.log(`  ${PAR} parallel ADDs ≤ 1.0× ref: ${(pa / ra).toFixed(2)}×`);
+  } finally {
+    for (const p of pods) spawnSync('ip', ['netns', 'del', p]);
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+

@@ -190,10 +190,12 @@ async function cmdAdd(deps: BridgeDeps, conf: BridgeConf, ipam: Ipam | undefined
       // the gateway on the bridge (only when it is not there yet).
       const masq = createMasq(deps.netfilter, conf, args.containerId, args.ifName);
       const targets = ips.map((ip) => parseCidr(ip.address)).map((p) => ({ family: p.family, ip: p.ip, subnet: p.subnet }));
-      const fwJob = conf.ipMasq || conf.macspoofchk
-        ? (undo.push({ what: 'remove masquerade rules', run: () => masq.remove() }),
-          settle(masq.add(conf.ipMasq ? targets : [], conf.macspoofchk ? { hostIface: hostVeth, mac: containerMac as string } : undefined)))
-        : Promise.resolve(undefined);
+      let fwJob: Promise<{ value?: void; error?: unknown } | undefined> = Promise.resolve(undefined);
+      if (conf.ipMasq || conf.macspoofchk) {
+        undo.push({ what: 'remove masquerade and spoof-check rules', run: () => masq.remove() });
+        const spoof = conf.macspoofchk ? { hostIface: hostVeth, mac: containerMac as string } : undefined;
+        fwJob = settle(masq.add(conf.ipMasq ? targets : [], spoof));
+      }
       const podJob = settle(configurePod(deps, conf, args.ifName, netns, ips, routes));
       const gwError = await ensureGateway(deps, conf, node.bridgeAddrs, gateways, result).then(
         () => undefined,
@@ -204,14 +206,18 @@ async function cmdAdd(deps: BridgeDeps, conf: BridgeConf, ipam: Ipam | undefined
       if (fw?.error !== undefined) throw fw.error;
       if (gwError !== undefined) throw gwError;
       podMac = pod?.value ?? podMac;
-    } else if (!conf.disableContainerInterface) {
-      const r = await deps.ip.batch([`link set dev ${args.ifName} up`, `addr show dev ${args.ifName}`], { netns });
-      if (!r.ok) throw new CniError(ErrorCode.Internal, `failed to set "${args.ifName}" up: ${failText(r)}`);
-      podMac = macOf(r.outputs[0]?.[0]) ?? podMac;
-    } else if (conf.macspoofchk) {
-      const masq = createMasq(deps.netfilter, conf, args.containerId, args.ifName);
-      undo.push({ what: 'remove spoof check', run: () => masq.remove() });
-      await masq.add([], { hostIface: hostVeth, mac: containerMac as string });
+    } else {
+      // L2 only: no addresses; the interface is brought up unless disabled.
+      if (conf.macspoofchk) {
+        const masq = createMasq(deps.netfilter, conf, args.containerId, args.ifName);
+        undo.push({ what: 'remove spoof-check rule', run: () => masq.remove() });
+        await masq.add([], { hostIface: hostVeth, mac: containerMac as string });
+      }
+      if (!conf.disableContainerInterface) {
+        const r = await deps.ip.batch([`link set dev ${args.ifName} up`, `addr show dev ${args.ifName}`], { netns });
+        if (!r.ok) throw new CniError(ErrorCode.Internal, `failed to set "${args.ifName}" up: ${failText(r)}`);
+        podMac = macOf(r.outputs[0]?.[0]) ?? podMac;
+      }
     }
     if (podMac) (interfaces[CONTAINER_IFACE_INDEX] as Interface).mac = podMac;
 

@@ -108,6 +108,16 @@ describe('podnet-bridge ADD (fake kernel)', () => {
     expect(h.nf.scripts).toEqual([]);
   });
 
+  it('L2 only with macspoofchk still pins the MAC, and DEL removes the rule', async () => {
+    const h = harness();
+    const plugin = createBridgePlugin(h.deps);
+    const r = await plugin.add(cmdArgs({ bridge: 'br0', ipam: {}, macspoofchk: true }));
+    expect(h.nf.rules).toHaveLength(1);
+    expect(h.nf.scripts.join('')).toContain(`ether saddr != ${String(r.interfaces?.[2]?.mac)} drop`);
+    await plugin.del(cmdArgs({ bridge: 'br0', ipam: {}, macspoofchk: true }, { command: 'DEL' }));
+    expect(h.nf.rules).toEqual([]);
+  });
+
   it('refuses a bridge name that exists but is not a bridge, changing nothing', async () => {
     const h = harness();
     h.kernel.links().set('br0', h.kernel.mk('br0', 'dummy'));

@@ -32,13 +32,16 @@ if (process.argv[2] !== '--inner') {
   sh('ip', ['netns', 'add', node]);
   try {
     sh('ip', ['-n', node, 'link', 'set', 'lo', 'up']);
-    const r = spawnSync('ip', ['netns', 'exec', node, process.execPath, process.argv[1] as string, '--inner'], { stdio: 'inherit' });
+    const r = spawnSync('ip', ['netns', 'exec', node, process.execPath, process.argv[1] as string, '--inner'], {
+      stdio: 'inherit',
+      env: { ...process.env, PBR_BENCH_TAG: String(process.pid) },
+    });
     process.exitCode = r.status ?? 1;
   } finally {
     // Pod namespaces the inner run could not remove (it removes its own on success).
     for (const ns of sh('ip', ['netns', 'list']).split('\n')) {
       const name = ns.split(' ')[0];
-      if (name?.startsWith(`pbrbp${process.ppid}`) || name?.startsWith('pbrbp')) spawnSync('ip', ['netns', 'del', name]);
+      if (name?.startsWith(`pbrbp${process.pid}x`)) spawnSync('ip', ['netns', 'del', name]);
     }
     spawnSync('ip', ['netns', 'del', node]);
   }
@@ -95,7 +98,7 @@ async function inner(): Promise<void> {
   const pods: string[] = [];
   const newPod = (): string => {
     podN += 1;
-    const name = `pbrbp${process.ppid}x${podN}`;
+    const name = `pbrbp${process.env.PBR_BENCH_TAG ?? process.pid}x${podN}`;
     sh('ip', ['netns', 'add', name]);
     pods.push(name);
     return `/var/run/netns/${name}`;

@@ -118,6 +118,38 @@ describe.runIf(isRoot && hasBuild && hasReference)('podnet-bridge in a node name
     });
   });
 
+  it.each(['0.2.0', '0.3.1', '0.4.0', '1.0.0'])('same result as the reference bridge plugin (cniVersion %s)', async (version) => {
+    const v = version.replace(/\./g, '');
+    const third = Number(v); // 20, 31, 40, 100: a valid octet per version
+    const results: unknown[] = [];
+    for (const [plugin, ipam, octet] of [['bridge', 'host-local', 110], ['podnet-bridge', 'podnet-host-local', 111]] as const) {
+      const conf = {
+        ...bridgeConf(lab, { version, bridge: `pbrbs${v}${octet}`, name: `pbrsame${v}${octet}`, ipamType: ipam, ranges: [[{ subnet: `10.${octet}.${third}.0/24` }]] }),
+        type: plugin,
+        isGateway: true,
+        isDefaultGateway: true,
+        ipMasq: true,
+        mtu: 1450,
+      };
+      const pod = await lab.pod();
+      const r = await lab.run(plugin, 'ADD', conf, { id: `pbrside${v}`, netns: pod.path });
+      expect(r.code, `${plugin}: ${r.stdout}`).toBe(0);
+      // Names, MACs and the subnet differ by construction; the shape and the rest must not.
+      const text = r.stdout
+        .replace(/pbrbs\d+/g, 'BRIDGE')
+        .replace(/veth[0-9a-f]+/g, 'VETH')
+        .replace(/([0-9a-f]{2}:){5}[0-9a-f]{2}/g, 'MAC')
+        .replace(new RegExp(`10\\.${octet}\\.`, 'g'), '10.X.')
+        .replace(/\/var\/run\/netns\/pbrp\w+/g, 'NETNS');
+      const parsed = JSON.parse(text) as Obj;
+      // Go prints an empty DNS struct as "dns": {}; an absent dns says the same.
+      if (parsed.dns && Object.keys(parsed.dns as Obj).length === 0) delete parsed.dns;
+      results.push(parsed);
+      expect((await lab.run(plugin, 'DEL', conf, { id: `pbrside${v}`, netns: pod.path })).code).toBe(0);
+    }
+    expect(results[1]).toEqual(results[0]);
+  });
+
   it('two pods on one bridge reach each other over IPv4 and IPv6 (ping and TCP)', async () => {
     const conf = bridgeConf(lab, { bridge: 'pbrbrc', name: 'pbrconn', ranges: [[{ subnet: '10.89.0.0/24' }], [{ subnet: 'fd89::/64' }]], extra: { isGateway: true } });
     const [a, b] = [await lab.pod(), await lab.pod()];

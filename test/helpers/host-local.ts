@@ -54,10 +54,31 @@ export function reservations(dataDir: string, network: string): Record<string, s
   return out;
 }
 
-/** podnet's index entries of one network (none once everything is released). */
+/**
+ * podnet's index entries of one network as `<containerID>:<ifname>` (legacy ones `<id>:`), read
+ * from its buckets (podnet/index/<xx>.json); none once everything is released.
+ */
 export function indexEntries(dataDir: string, network: string): string[] {
   const dir = join(dataDir, network, 'podnet', 'index');
-  return existsSync(dir) ? readdirSync(dir).filter((n) => n !== '.stamp').sort() : [];
+  if (!existsSync(dir)) return [];
+  const out: string[] = [];
+  for (const name of readdirSync(dir)) {
+    const entries = JSON.parse(readFileSync(join(dir, name), 'utf8')) as { containerID: string; ifname?: string; ips: string[] }[];
+    for (const e of entries) out.push(`${e.containerID}:${e.ifname ?? ''}`);
+  }
+  return out.sort();
+}
+
+/** The addresses podnet's index lists for one attachment. */
+export function indexedIps(dataDir: string, network: string, containerId: string, ifName: string): string[] | undefined {
+  const dir = join(dataDir, network, 'podnet', 'index');
+  if (!existsSync(dir)) return undefined;
+  for (const name of readdirSync(dir)) {
+    const entries = JSON.parse(readFileSync(join(dir, name), 'utf8')) as { containerID: string; ifname?: string; ips: string[] }[];
+    const e = entries.find((x) => x.containerID === containerId && x.ifname === ifName);
+    if (e) return e.ips;
+  }
+  return undefined;
 }
 
 /** The tutorial's example config (cniVersion 0.2.0 there), with a private dataDir. */

@@ -3,7 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../../../plugins/cni/errors.js';
-import { DiskStore, INDEX_NAME, LOCK_NAME, TMP_NAME } from '../../../../ipam/host-local/store/disk-store.js';
+import { DiskStore, INDEX_NAME, LOCK_NAME, STAMP_NAME, TMP_NAME, bucketName, bucketOf } from '../../../../ipam/host-local/store/disk-store.js';
+import type { Owner } from '../../../../ipam/host-local/store/store.js';
+import { indexEntries, indexedIps } from '../../../helpers/host-local.js';
 
 let root: string;
 let dir: string;
@@ -14,18 +16,27 @@ beforeEach(() => {
 afterEach(() => rmSync(root, { recursive: true, force: true }));
 
 const store = (opts = {}) => new DiskStore(root, 'net', opts);
-const index = () => (existsSync(join(dir, INDEX_NAME)) ? readdirSync(join(dir, INDEX_NAME)).filter((n) => n !== '.stamp').sort() : []);
-const ipFiles = () => readdirSync(dir).filter((n) => /^[0-9a-f.:]+$/.test(n) && n.includes('.') !== n.includes(':')).sort();
+const index = () => indexEntries(root, 'net');
+const ipFiles = () => readdirSync(dir).filter((n) => /^\d+\.\d+\.\d+\.\d+$/.test(n) || /^[0-9a-f:]+$/.test(n)).sort();
 const read = (name: string) => readFileSync(join(dir, name), 'utf8');
+const stamp = () => readFileSync(join(dir, STAMP_NAME), 'utf8');
 /** A change the way the reference makes it: a file appears, and the directory's mtime moves on. */
 function foreignWrite(name: string, content: string) {
   writeFileSync(join(dir, name), content);
   const t = new Date(Date.now() + 5000);
   utimesSync(dir, t, t);
 }
+/** Put an entry straight into its bucket, as a stale leftover would be (no mtime change). */
+function plant(owner: Owner, ips: string[]) {
+  const path = join(dir, INDEX_NAME, bucketName(bucketOf(owner)));
+  const entries = existsSync(path) ? JSON.parse(readFileSync(path, 'utf8')) : [];
+  entries.push({ containerID: owner.containerId, ...(owner.ifName !== undefined ? { ifname: owner.ifName } : {}), ips });
+  mkdirSync(join(dir, INDEX_NAME), { recursive: true });
+  writeFileSync(path, JSON.stringify(entries));
+}
 
 describe('DiskStore', () => {
-  it('writes the reference layout and an index entry; release removes both and is idempotent', async () => {
+  it('writes the reference layout and indexes it; release removes both and is idempotent', async () => {
     const s = store();
     await s.withLock((tx) => tx.reserve('c1', 'eth0', [{ ip: '10.0.0.2', setIndex: 0 }, { ip: 'fd00::2', setIndex: 1 }]));
     expect(read('10.0.0.2')).toBe('c1\r\neth0');
@@ -33,9 +44,11 @@ describe('DiskStore', () => {
     expect(read('last_reserved_ip.0')).toBe('10.0.0.2');
     expect(read('last_reserved_ip.1')).toBe('fd00::2');
     expect(index()).toEqual(['c1:eth0']);
-    expect(JSON.parse(readFileSync(join(dir, INDEX_NAME, 'c1:eth0'), 'utf8'))).toEqual({ containerID: 'c1', ifname: 'eth0', ips: ['10.0.0.2', 'fd00::2'] });
+    expect(indexedIps(root, 'net', 'c1', 'eth0')).toEqual(['10.0.0.2', 'fd00::2']);
+    expect(JSON.parse(stamp())).toEqual({ mtimeNs: statSync(dir, { bigint: true }).mtimeNs.toString() });
     expect(existsSync(join(dir, LOCK_NAME))).toBe(false);
     expect(readdirSync(join(dir, TMP_NAME))).toEqual([]);
+    expect(readdirSync(dir).sort()).toEqual(['10.0.0.2', 'fd00::2', 'last_reserved_ip.0', 'last_reserved_ip.1', 'podnet']);
 
     await s.withLock((tx) => {
       expect(tx.getByAttachment('c1', 'eth0').map((r) => r.ip)).toEqual(['10.0.0.2', 'fd00::2']);
@@ -49,6 +62,7 @@ describe('DiskStore', () => {
     expect(await s.withLock((tx) => tx.release('c1', 'eth0'))).toEqual(['10.0.0.2', 'fd00::2']);
     expect(ipFiles()).toEqual([]);
     expect(index()).toEqual([]);
+    expect(readdirSync(join(dir, INDEX_NAME))).toEqual([]);
     expect(await s.withLock((tx) => tx.release('c1', 'eth0'))).toEqual([]);
     expect(await s.withLock((tx) => tx.release('nobody', 'eth0'))).toEqual([]);
   });
@@ -73,6 +87,7 @@ describe('DiskStore', () => {
     expect(read('not-an-ip')).toBe('ref1\r\neth0');
     expect(await s.withLock((tx) => tx.release('legacy', 'eth9'))).toEqual(['10.0.0.5']);
     expect(existsSync(join(dir, 'lock'))).toBe(true);
+    expect(read('last_reserved_ip.0')).toBe('10.0.0.5');
     expect(ipFiles()).toEqual(['10.0.0.3', '10.0.0.4']);
   });
 
@@ -87,24 +102,64 @@ describe('DiskStore', () => {
     expect(index()).toEqual([]);
   });
 
-  it('ignores index entries whose files belong to someone else (killed between entry and file)', async () => {
+  it('rebuilds after a session that died half-way (stamp left dirty)', async () => {
     const s = store();
     await s.withLock((tx) => tx.reserve('c1', 'eth0', [{ ip: '10.0.0.2', setIndex: 0 }]));
-    // the entry of an ADD killed before its file was written, for an address c1 now holds
-    writeFileSync(join(dir, INDEX_NAME, 'ghost:eth0'), JSON.stringify({ containerID: 'ghost', ifname: 'eth0', ips: ['10.0.0.2', '10.0.0.3'] }));
-    writeFileSync(join(dir, TMP_NAME, 'leftover'), 'ghost\r\neth0');
-    await s.withLock((tx) => {
-      expect(tx.getByAttachment('ghost', 'eth0')).toEqual([]);
-      expect(tx.isReserved('10.0.0.3')).toBe(false);
-      tx.reserve('ghost', 'eth0', [{ ip: '10.0.0.3', setIndex: 0 }]);
-    });
+    // what a killed ADD leaves: a reservation file, no index entry, the stamp still dirty
+    writeFileSync(join(dir, STAMP_NAME), 'dirty');
+    writeFileSync(join(dir, '10.0.0.3'), 'victim\r\neth0');
+    writeFileSync(join(dir, TMP_NAME, 'leftover'), 'victim\r\neth0');
+    await s.withLock((tx) => expect(tx.getByAttachment('victim', 'eth0').map((r) => r.ip)).toEqual(['10.0.0.3']));
+    expect(index()).toEqual(['c1:eth0', 'victim:eth0']);
     expect(readdirSync(join(dir, TMP_NAME))).toEqual([]);
-    expect(JSON.parse(readFileSync(join(dir, INDEX_NAME, 'ghost:eth0'), 'utf8')).ips).toEqual(['10.0.0.3']);
-    expect(await s.withLock((tx) => tx.release('ghost', 'eth0'))).toEqual(['10.0.0.3']);
-    expect(read('10.0.0.2')).toBe('c1\r\neth0');
+    expect(stamp()).not.toBe('dirty');
   });
 
-  it('reserves all or nothing: a taken address undoes the others and the index entry', async () => {
+  it('ignores index entries whose files belong to someone else', async () => {
+    const s = store();
+    await s.withLock((tx) => tx.reserve('c1', 'eth0', [{ ip: '10.0.0.2', setIndex: 0 }]));
+    plant({ containerId: 'ghost', ifName: 'eth0' }, ['10.0.0.2', '10.0.0.3']);
+    await s.withLock((tx) => {
+      expect(tx.getByAttachment('ghost', 'eth0')).toEqual([]);
+      tx.reserve('ghost', 'eth0', [{ ip: '10.0.0.3', setIndex: 0 }]);
+    });
+    expect(indexedIps(root, 'net', 'ghost', 'eth0')).toEqual(['10.0.0.3']);
+    expect(await s.withLock((tx) => tx.release('ghost', 'eth0'))).toEqual(['10.0.0.3']);
+    expect(read('10.0.0.2')).toBe('c1\r\neth0');
+    expect(index()).toEqual(['c1:eth0']);
+  });
+
+  it('trusts the index across its own sessions (a planted entry survives: no rebuild)', async () => {
+    const s = store();
+    await s.withLock((tx) => tx.reserve('a', 'eth0', [{ ip: '10.0.0.2', setIndex: 0 }]));
+    plant({ containerId: 'planted', ifName: 'eth0' }, []);
+    await s.withLock((tx) => tx.reserve('b', 'eth0', [{ ip: '10.0.0.3', setIndex: 0 }]));
+    await s.withLock((tx) => tx.release('a', 'eth0'));
+    expect(index()).toEqual(['b:eth0', 'planted:eth0']);
+    foreignWrite('10.0.0.9', 'ref\r\neth0');
+    await s.withLock((tx) => tx.getByAttachment('b', 'eth0'));
+    expect(index()).toEqual(['b:eth0', 'ref:eth0']);
+  });
+
+  it('writes nothing for read-only sessions', async () => {
+    const s = store();
+    await s.withLock((tx) => tx.reserve('a', 'eth0', [{ ip: '10.0.0.2', setIndex: 0 }]));
+    const before = statSync(join(dir, STAMP_NAME), { bigint: true }).mtimeNs;
+    await s.withLock((tx) => tx.getByAttachment('a', 'eth0'));
+    await s.withLock((tx) => tx.release('nobody', 'eth0'));
+    expect(statSync(join(dir, STAMP_NAME), { bigint: true }).mtimeNs).toBe(before);
+  });
+
+  it('rebuilds when a bucket is damaged although the stamp matches', async () => {
+    const s = store();
+    await s.withLock((tx) => tx.reserve('a', 'eth0', [{ ip: '10.0.0.2', setIndex: 0 }]));
+    writeFileSync(join(dir, INDEX_NAME, bucketName(bucketOf({ containerId: 'a', ifName: 'eth0' }))), '[{"containerID":');
+    await s.withLock((tx) => tx.getByAttachment('a', 'eth0'));
+    expect(index()).toEqual(['a:eth0']);
+    expect(await s.withLock((tx) => tx.release('a', 'eth0'))).toEqual(['10.0.0.2']);
+  });
+
+  it('reserves all or nothing: a taken address undoes the others', async () => {
     const s = store();
     await s.withLock((tx) => tx.reserve('c1', 'eth0', [{ ip: '10.0.0.2', setIndex: 0 }]));
     const err = await s
@@ -112,8 +167,11 @@ describe('DiskStore', () => {
       .catch((e: unknown) => e);
     expect(err).toMatchObject({ code: ErrorCode.AddressUnavailable, message: expect.stringContaining('10.0.0.2') });
     expect(ipFiles()).toEqual(['10.0.0.2']);
-    expect(index()).toEqual(['c1:eth0']);
     expect(existsSync(join(dir, 'last_reserved_ip.1'))).toBe(false);
+    // the failed session left the stamp dirty; the next one rebuilds and finds only c1
+    expect(stamp()).toBe('dirty');
+    await s.withLock((tx) => expect(tx.getByAttachment('c2', 'eth0')).toEqual([]));
+    expect(index()).toEqual(['c1:eth0']);
   });
 
   it('GC: lists by walking the files and rebuilds the index without what it released', async () => {
@@ -122,7 +180,7 @@ describe('DiskStore', () => {
       tx.reserve('a', 'eth0', [{ ip: '10.0.0.2', setIndex: 0 }]);
       tx.reserve('b', 'eth0', [{ ip: '10.0.0.3', setIndex: 0 }]);
     });
-    writeFileSync(join(dir, INDEX_NAME, 'ghost:eth0'), JSON.stringify({ containerID: 'ghost', ifname: 'eth0', ips: ['10.0.0.9'] }));
+    plant({ containerId: 'ghost', ifName: 'eth0' }, ['10.0.0.9']);
     await s.withLock(async (tx) => {
       const all = await tx.list();
       expect(all.map((r) => r.ip).sort()).toEqual(['10.0.0.2', '10.0.0.3']);
@@ -185,39 +243,17 @@ describe('DiskStore', () => {
     expect(s.probe()).toEqual(['10.0.0.2']);
   });
 
-  it('keeps unsafe or long owners in hashed entries', async () => {
+  it('handles owners whose IDs would be unsafe as file names', async () => {
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, '10.0.0.7'), '../../evil\r\neth0');
-    const long = 'x'.repeat(240);
+    const long = 'x'.repeat(300);
     const s = store();
     await s.withLock((tx) => tx.reserve(long, 'eth0', [{ ip: '10.0.0.8', setIndex: 0 }]));
-    expect(index().every((n) => /^~[0-9a-f]{32}$/.test(n))).toBe(true);
-    expect(index()).toHaveLength(2);
+    expect(index()).toEqual([`${long}:eth0`, '../../evil:eth0'].sort());
+    expect(readdirSync(join(dir, INDEX_NAME)).every((n) => /^[0-9a-f]{2}\.json$/.test(n))).toBe(true);
     expect(existsSync(join(root, 'evil'))).toBe(false);
     expect(await s.withLock((tx) => tx.release('../../evil', 'eth0'))).toEqual(['10.0.0.7']);
     expect(await s.withLock((tx) => tx.release(long, 'eth0'))).toEqual(['10.0.0.8']);
     expect(index()).toEqual([]);
-  });
-
-  it('writes the stamp only when the directory changed', async () => {
-    const s = store();
-    await s.withLock((tx) => tx.reserve('a', 'eth0', [{ ip: '10.0.0.2', setIndex: 0 }]));
-    const stamp = join(dir, INDEX_NAME, '.stamp');
-    const before = statSync(stamp, { bigint: true }).mtimeNs;
-    await s.withLock((tx) => tx.getByAttachment('a', 'eth0'));
-    expect(statSync(stamp, { bigint: true }).mtimeNs).toBe(before);
-    expect(JSON.parse(readFileSync(stamp, 'utf8')).mtimeNs).toBe(statSync(dir, { bigint: true }).mtimeNs.toString());
-  });
-
-  it('trusts the index across its own operations (no rebuild: a planted entry survives)', async () => {
-    const s = store();
-    await s.withLock((tx) => tx.reserve('a', 'eth0', [{ ip: '10.0.0.2', setIndex: 0 }]));
-    writeFileSync(join(dir, INDEX_NAME, 'planted:eth0'), JSON.stringify({ containerID: 'planted', ifname: 'eth0', ips: [] }));
-    await s.withLock((tx) => tx.reserve('b', 'eth0', [{ ip: '10.0.0.3', setIndex: 0 }]));
-    await s.withLock((tx) => tx.release('a', 'eth0'));
-    expect(index()).toEqual(['b:eth0', 'planted:eth0']);
-    foreignWrite('10.0.0.9', 'ref\r\neth0');
-    await s.withLock((tx) => tx.getByAttachment('b', 'eth0'));
-    expect(index()).toEqual(['b:eth0', 'ref:eth0']);
   });
 });

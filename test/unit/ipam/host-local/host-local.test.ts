@@ -10,6 +10,7 @@ import { versionAtLeast } from '../../../../plugins/cni/version.js';
 import { createHostLocalPlugin } from '../../../../ipam/host-local/host-local.js';
 import { MemoryStore } from '../../../../ipam/host-local/store/memory-store.js';
 import { ALL_VERSIONS } from '../../../helpers/env.js';
+import { indexEntries } from '../../../helpers/host-local.js';
 
 let dataDir: string;
 beforeEach(() => {
@@ -146,7 +147,7 @@ describe('GC', () => {
     const gc2 = await call('GC', netConf('1.1.0', {}, { 'cni.dev/attachments': [{ containerID: 'b', ifname: 'eth0' }] }));
     expect(gc2.code).toBe(0);
     expect(ipFiles()).toEqual(['10.22.0.4', 'fd00:22::4']);
-    expect(readdirSync(join(dataDir, 'phlnet', 'podnet', 'index')).filter((n) => n !== '.stamp')).toEqual(['b:eth0']);
+    expect(indexEntries(dataDir, 'phlnet')).toEqual(['b:eth0']);
   });
 
   it('does nothing (and creates nothing) for a network without a store', async () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { formatIp, parseCidr, parseIp, parseIpMaybeCidr, reservationName } from '../../../../ipam/host-local/ip.js';
 import { parseResolvConf } from '../../../../ipam/host-local/resolv-conf.js';
-import { entryName } from '../../../../ipam/host-local/store/disk-store.js';
+import { BUCKETS, bucketName, bucketOf } from '../../../../ipam/host-local/store/disk-store.js';
 import { ownerText, parseOwner } from '../../../../ipam/host-local/store/store.js';
 
 describe('ip', () => {
@@ -43,7 +43,7 @@ describe('ip', () => {
   });
 });
 
-describe('owners and index entry names', () => {
+describe('owners and index buckets', () => {
   it('writes and reads the reference content', () => {
     expect(ownerText({ containerId: 'abc', ifName: 'eth0' })).toBe('abc\r\neth0');
     expect(ownerText({ containerId: 'abc' })).toBe('abc');
@@ -52,14 +52,17 @@ describe('owners and index entry names', () => {
     expect(parseOwner(' \n')).toBeUndefined();
   });
 
-  it('names entries <id>:<ifname>, hashing long or unsafe names', () => {
-    expect(entryName({ containerId: 'abc', ifName: 'eth0' })).toBe('abc:eth0');
-    expect(entryName({ containerId: 'abc' })).toBe('abc:');
-    const long = entryName({ containerId: 'a'.repeat(250), ifName: 'eth0' });
-    expect(long).toMatch(/^~[0-9a-f]{32}$/);
-    expect(entryName({ containerId: '../../etc', ifName: 'x' })).toMatch(/^~[0-9a-f]{32}$/);
-    expect(entryName({ containerId: 'a/b' })).not.toContain('/');
-    expect(entryName({ containerId: 'a'.repeat(250) })).not.toBe(long);
+  it('spreads index entries over the buckets, legacy and full owners apart, names safe for any owner', () => {
+    const seen = new Set<number>();
+    for (let i = 0; i < 2000; i++) seen.add(bucketOf({ containerId: `ctr${i}`, ifName: 'eth0' }));
+    expect(seen.size).toBeGreaterThan(BUCKETS * 0.95);
+    expect(bucketOf({ containerId: 'a', ifName: 'eth0' })).toBe(bucketOf({ containerId: 'a', ifName: 'eth0' }));
+    expect(bucketOf({ containerId: '../../etc', ifName: 'x' })).toBeLessThan(BUCKETS);
+    expect(bucketName(0)).toBe('00.json');
+    expect(bucketName(255)).toBe('ff.json');
+    const legacy = [0, 1, 2, 3].map((i) => bucketOf({ containerId: `c${i}` }));
+    const full = [0, 1, 2, 3].map((i) => bucketOf({ containerId: `c${i}`, ifName: '' }));
+    expect(legacy).not.toEqual(full);
   });
 });
 

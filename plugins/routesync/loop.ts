@@ -7,7 +7,7 @@ import type { Metrics } from './metrics.js';
 import { backoffDelay, type NodeSource } from './node-source.js';
 import { writeConflistIfChanged } from './reconcile-conflist.js';
 import type { MasqReconciler } from './reconcile-masq.js';
-import { type RouteReport, reconcileRoutes } from './reconcile-routes.js';
+import { RouteReconciler, type RouteReport } from './reconcile-routes.js';
 import { type DesiredState, type LocalAddress, type NodeLike, type Reachability, Reason } from './types.js';
 
 /**
@@ -92,14 +92,23 @@ export class RouteSyncLoop {
   private lastPassAt: number | undefined;
   private lastSuccessAt: number | undefined;
   private wasSynced = false;
+  private readonly routeReconciler: RouteReconciler;
 
   constructor(private readonly d: LoopDeps) {
     this.o = { debounceMs: 10, backoffBaseMs: 1000, backoffMaxMs: 30_000, ...d.options };
+    this.routeReconciler = new RouteReconciler(d.net, this.o.routeProtocol);
   }
 
   /** One pass over the given nodes (what --once runs, and what every triggered pass runs). */
   async reconcileNodes(nodes: readonly NodeLike[], full: boolean): Promise<PassReport> {
     const started = performance.now();
+    const timings: Record<string, number> = {};
+    let mark = started;
+    const lap = (stage: string) => {
+      const now = performance.now();
+      timings[stage] = Math.round((now - mark) * 10) / 10;
+      mark = now;
+    };
     const { net, metrics, log } = this.d;
     const o = this.o;
     const errors: string[] = [];
@@ -117,6 +126,7 @@ export class RouteSyncLoop {
     } catch (e) {
       fail('addresses', e);
     }
+    lap('addresses');
     let desired: DesiredState | undefined;
     let routes: RouteReport | undefined;
     if (addrs) {
@@ -137,14 +147,18 @@ export class RouteSyncLoop {
         reachFailed = true;
         fail('reachability', e);
       }
+      lap('reachability');
       desired = calcDesired({ nodes, selfName: o.nodeName, localAddresses: addrs, reachability: this.reach });
       if (!reachFailed) this.reportRejections(desired);
+      lap('desired');
 
       // Without reachability answers every peer would look unreachable: touching routes or the
       // masquerade set now would delete good state. Skip both; the retry comes with backoff.
       if (!reachFailed) {
-        routes = await this.syncRoutes(desired, fail);
+        routes = await this.syncRoutes(desired, full, fail);
+        lap('routes');
         await this.syncMasq(desired, full, fail);
+        lap('masquerade');
       }
 
       if (o.writeConflist) {
@@ -186,6 +200,7 @@ export class RouteSyncLoop {
         fail('br_netfilter', e);
       }
     }
+    lap('conflist+br_netfilter');
     if (o.brNetfilter && this.brnfOk === false) conditions.push(`br_netfilter: ${this.brnfMessage}`);
 
     const durationMs = performance.now() - started;
@@ -206,14 +221,17 @@ export class RouteSyncLoop {
       errors: errors.length,
       conditions: conditions.length,
       durationMs: Math.round(durationMs * 10) / 10,
+      stagesMs: timings,
+      heapMB: Math.round(process.memoryUsage().heapUsed / 1048576),
+      rssMB: Math.round(process.memoryUsage.rss() / 1048576),
     });
     return report;
   }
 
-  private async syncRoutes(desired: DesiredState, fail: (stage: string, e: unknown) => void): Promise<RouteReport | undefined> {
-    const { net, metrics, log } = this.d;
+  private async syncRoutes(desired: DesiredState, full: boolean, fail: (stage: string, e: unknown) => void): Promise<RouteReport | undefined> {
+    const { metrics, log } = this.d;
     try {
-      const routes = await reconcileRoutes(net, desired.routes, this.o.routeProtocol);
+      const routes = await this.routeReconciler.reconcile(desired.routes, { list: full });
       metrics.routesProgrammed = { ...routes.programmed };
       metrics.routeChanges.replace += routes.replaced;
       metrics.routeChanges.delete += routes.removed;
@@ -272,15 +290,15 @@ export class RouteSyncLoop {
   private reportConflicts(routes: RouteReport): void {
     const now = new Set<string>();
     for (const c of routes.conflicts) {
-      const key = `${c.route.dst}|${c.existing.protocol}|${c.existing.gateway ?? ''}`;
+      const key = c.route.dst;
       now.add(key);
       if (!this.conflictKeys.has(key)) {
         this.d.log.warn('route conflict: a route of another owner has this destination; left alone', {
           dst: c.route.dst,
           node: c.route.node,
-          existingProtocol: c.existing.protocol,
-          existingGateway: c.existing.gateway,
-          existingDev: c.existing.dev,
+          existingProtocol: c.existing?.protocol,
+          existingGateway: c.existing?.gateway,
+          existingDev: c.existing?.dev,
         });
       }
     }

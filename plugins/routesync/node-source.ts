@@ -1,7 +1,7 @@
 import { watch as fsWatch, type FSWatcher } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
-import { CoreV1Api, KubeConfig, ListWatch, type V1Node, Watch } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig, ListWatch, type V1Node, type V1NodeAddress, Watch } from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
 import type { NodeLike } from './types.js';
 
@@ -59,6 +59,50 @@ function describeError(e: unknown): string {
     cause = (cause as { cause?: unknown }).cause;
   }
   return text;
+}
+
+/**
+ * Only the fields the daemon reads (like client-go's informer transform): a real Node carries
+ * conditions, images and more, tens of kB each; 5,000 of them would dominate the daemon's memory.
+ */
+export function slimNode<T extends NodeLike & { apiVersion?: string; kind?: string }>(n: T): V1Node {
+  const m = n.metadata as (NonNullable<NodeLike['metadata']> & { uid?: string; namespace?: string }) | undefined;
+  const slim: V1Node = { apiVersion: n.apiVersion ?? 'v1', kind: n.kind ?? 'Node' };
+  if (m) {
+    slim.metadata = {};
+    if (m.name !== undefined) slim.metadata.name = m.name;
+    if (m.namespace !== undefined) slim.metadata.namespace = m.namespace;
+    if (m.uid !== undefined) slim.metadata.uid = m.uid;
+    if (m.resourceVersion !== undefined) slim.metadata.resourceVersion = m.resourceVersion;
+    if (m.creationTimestamp !== undefined) slim.metadata.creationTimestamp = m.creationTimestamp as Date;
+  }
+  if (n.spec) {
+    slim.spec = {};
+    if (n.spec.podCIDR !== undefined) slim.spec.podCIDR = n.spec.podCIDR;
+    if (n.spec.podCIDRs !== undefined) slim.spec.podCIDRs = n.spec.podCIDRs;
+  }
+  if (n.status) {
+    slim.status = {};
+    if (n.status.addresses !== undefined) slim.status.addresses = n.status.addresses as V1NodeAddress[];
+  }
+  return slim;
+}
+
+/** The client's Watch with node events slimmed before ListWatch caches them. */
+class SlimWatch extends Watch {
+  override watch(
+    path: string,
+    queryParams: Record<string, string | number | boolean | undefined>,
+    callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void,
+    done: (err: unknown) => void,
+  ): Promise<AbortController> {
+    return super.watch(
+      path,
+      queryParams,
+      (phase, obj, watchObj) => callback(phase, phase === 'ADDED' || phase === 'MODIFIED' || phase === 'DELETED' ? slimNode(obj as NodeLike) : obj, watchObj),
+      done,
+    );
+  }
 }
 
 /**
@@ -130,7 +174,7 @@ export class KubeNodeSource implements NodeSource {
     // resourceVersion and watch=true to its query.
     this.informer = new ListWatch<V1Node>(
       '/api/v1/nodes?allowWatchBookmarks=true',
-      new Watch(kc),
+      new SlimWatch(kc),
       () => this.listForInformer(),
       false,
       undefined,
@@ -193,7 +237,7 @@ export class KubeNodeSource implements NodeSource {
       this.isSynced = true;
       this.hooks?.onChange();
     });
-    return { apiVersion: 'v1', kind: 'NodeList', metadata: { resourceVersion }, items };
+    return { apiVersion: 'v1', kind: 'NodeList', metadata: { resourceVersion }, items: items.map(slimNode) };
   }
 
   private failed(err: unknown): void {

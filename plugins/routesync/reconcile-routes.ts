@@ -20,21 +20,25 @@ function defaultMetric(f: Family): number {
 
 export interface RouteConflict {
   route: DesiredRoute;
-  /** The foreign route occupying the same key. */
-  existing: KernelRoute;
+  /** The foreign route occupying the same key, when a listing showed it. */
+  existing?: KernelRoute | undefined;
 }
 
 export interface RouteChanges {
-  /** `route replace` these (missing, wrong gateway, or wrong metric). */
+  /** `route add` these: no route of ours with this destination (the kernel refuses the add with
+   * EEXIST if someone else's route holds the key, so a foreign route is never taken over). */
+  add: DesiredRoute[];
+  /** `route replace` these: ours exists with the wrong gateway; replaced in place, no gap. */
   replace: DesiredRoute[];
-  /** Our routes no longer wanted (deleted node, changed podCIDR, duplicates). */
+  /** Our routes no longer wanted (deleted node, changed podCIDR, stray copies). */
   remove: KernelRoute[];
+  /** Desired routes blocked by a foreign route with the same key (known from a listing). */
   conflicts: RouteConflict[];
   /** Desired routes already right in the kernel. */
   inPlace: number;
 }
 
-/** Pure diff of desired routes against the main table. */
+/** Pure diff of desired routes against the main table (or against our own routes only). */
 export function calcRouteChanges(desired: readonly DesiredRoute[], actual: readonly KernelRoute[], protocol: number): RouteChanges {
   const proto = String(protocol);
   const ours = new Map<string, KernelRoute[]>();
@@ -45,6 +49,7 @@ export function calcRouteChanges(desired: readonly DesiredRoute[], actual: reado
     if (list) list.push(r);
     else m.set(r.dst, [r]);
   }
+  const add: DesiredRoute[] = [];
   const replace: DesiredRoute[] = [];
   const remove: KernelRoute[] = [];
   const conflicts: RouteConflict[] = [];
@@ -55,32 +60,39 @@ export function calcRouteChanges(desired: readonly DesiredRoute[], actual: reado
     const metric = defaultMetric(d.family);
     const mine = ours.get(d.dst) ?? [];
     // The kernel keys a route by table/dst/tos/metric: ours with the default metric is the one
-    // `route replace` overwrites in place (no gap); copies of ours with another metric go.
+    // `route replace` overwrites in place; copies of ours with another metric go.
     const sameKey = mine.filter((r) => r.metric === metric);
     const good = sameKey.find((r) => r.gateway === d.via && r.type === 'unicast');
     const clash = (foreign.get(d.dst) ?? []).find((f) => f.metric === metric);
     for (const r of mine) if (r.metric !== metric) remove.push(r);
     if (good) inPlace += 1;
-    else if (clash && sameKey.length === 0) conflicts.push({ route: d, existing: clash });
-    else replace.push(d);
+    else if (sameKey.length > 0) replace.push(d);
+    else if (clash) conflicts.push({ route: d, existing: clash });
+    else add.push(d);
   }
   for (const [dst, list] of ours) if (!wanted.has(dst)) remove.push(...list);
-  return { replace, remove, conflicts, inPlace };
+  return { add, replace, remove, conflicts, inPlace };
 }
 
-export function routeLines(changes: RouteChanges, protocol: number): { lines: string[]; what: (DesiredRoute | KernelRoute)[] } {
+type Op = { kind: 'del'; route: KernelRoute } | { kind: 'replace' | 'add'; route: DesiredRoute };
+
+export function routeLines(changes: RouteChanges, protocol: number): { lines: string[]; ops: Op[] } {
   const lines: string[] = [];
-  const what: (DesiredRoute | KernelRoute)[] = [];
+  const ops: Op[] = [];
   // Deletions first: a changed podCIDR may free a destination another node's route then takes.
   for (const r of changes.remove) {
     lines.push(`route del ${r.dst} proto ${protocol} metric ${r.metric} table main`);
-    what.push(r);
+    ops.push({ kind: 'del', route: r });
   }
   for (const d of changes.replace) {
     lines.push(`route replace ${d.dst} via ${d.via} proto ${protocol} table main`);
-    what.push(d);
+    ops.push({ kind: 'replace', route: d });
   }
-  return { lines, what };
+  for (const d of changes.add) {
+    lines.push(`route add ${d.dst} via ${d.via} proto ${protocol} table main`);
+    ops.push({ kind: 'add', route: d });
+  }
+  return { lines, ops };
 }
 
 export interface RouteReport {
@@ -89,32 +101,73 @@ export interface RouteReport {
   replaced: number;
   removed: number;
   conflicts: RouteConflict[];
-  /** Commands the kernel refused. */
+  /** Commands the kernel refused (other than conflicts). */
   errors: string[];
+  /** Whether this pass read the kernel's table (full passes) or trusted its own record. */
+  listed: boolean;
 }
 
-export async function reconcileRoutes(net: HostNet, desired: readonly DesiredRoute[], protocol: number): Promise<RouteReport> {
-  const actual = await net.routes();
-  const changes = calcRouteChanges(desired, actual, protocol);
-  const { lines, what } = routeLines(changes, protocol);
-  const failures = await net.applyRoutes(lines);
-  const errors: string[] = [];
-  const failedDst = new Set<string>();
-  for (const [line, error] of failures) {
-    const w = what[line - 1];
-    const text = lines[line - 1] ?? `line ${line}`;
-    errors.push(`failed to ${text.startsWith('route del') ? 'delete' : 'replace'} route "${w?.dst ?? '?'}": ${error}`);
-    if (w && 'via' in w) failedDst.add(w.dst);
+/**
+ * Keeps a record of the routes of ours it left in the kernel, so a pass triggered by one Node
+ * change diffs against that record and sends one command, instead of listing 5,000 routes first.
+ * Full passes (`list: true`: start-up, periodic resync, after any failure) read the kernel's
+ * table, which repairs routes removed or changed by hand.
+ */
+export class RouteReconciler {
+  private ours: Map<string, KernelRoute> | undefined;
+
+  constructor(
+    private readonly net: HostNet,
+    private readonly protocol: number,
+  ) {}
+
+  async reconcile(desired: readonly DesiredRoute[], opts: { list: boolean }): Promise<RouteReport> {
+    const listed = opts.list || this.ours === undefined;
+    const actual = listed ? await this.net.routes() : [...(this.ours as Map<string, KernelRoute>).values()];
+    const proto = String(this.protocol);
+    const changes = calcRouteChanges(desired, actual, this.protocol);
+    const { lines, ops } = routeLines(changes, this.protocol);
+    const failures = await this.net.applyRoutes(lines);
+
+    const record = new Map<string, KernelRoute>();
+    for (const r of actual) if (r.protocol === proto && r.metric === defaultMetric(r.family)) record.set(r.dst, r);
+    const errors: string[] = [];
+    const conflicts = [...changes.conflicts];
+    const failedDst = new Set<string>();
+    let replaced = 0;
+    let removed = 0;
+    let trustworthy = true;
+    ops.forEach((op, i) => {
+      const failure = failures.get(i + 1);
+      if (failure === undefined) {
+        if (op.kind === 'del') {
+          removed += 1;
+          if (record.get(op.route.dst) === op.route) record.delete(op.route.dst);
+        } else {
+          replaced += 1;
+          const d = op.route;
+          record.set(d.dst, { dst: d.dst, family: d.family, gateway: d.via, protocol: proto, metric: defaultMetric(d.family), type: 'unicast', dev: undefined });
+        }
+        return;
+      }
+      if (op.kind !== 'del') failedDst.add(op.route.dst);
+      if (op.kind === 'add' && /File exists/i.test(failure)) {
+        conflicts.push({ route: op.route });
+        return;
+      }
+      if (op.kind === 'del' && /No such process/i.test(failure)) {
+        // Already gone (deleted by hand since our record): the goal is reached.
+        record.delete(op.route.dst);
+        return;
+      }
+      trustworthy = false;
+      errors.push(`failed to ${op.kind === 'del' ? 'delete' : op.kind} route "${op.route.dst}": ${failure}`);
+    });
+    this.ours = trustworthy ? record : undefined;
+
+    const programmed = { 4: 0, 6: 0 };
+    const conflicted = new Set(conflicts.map((c) => c.route.dst));
+    for (const d of desired) if (!failedDst.has(d.dst) && !conflicted.has(d.dst)) programmed[d.family] += 1;
+    return { programmed, replaced, removed, conflicts, errors, listed };
   }
-  const programmed = { 4: 0, 6: 0 };
-  const conflicted = new Set(changes.conflicts.map((c) => c.route.dst));
-  for (const d of desired) if (!failedDst.has(d.dst) && !conflicted.has(d.dst)) programmed[d.family] += 1;
-  let removed = 0;
-  let replaced = 0;
-  what.forEach((w, i) => {
-    if (failures.has(i + 1)) return;
-    if ('via' in w) replaced += 1;
-    else removed += 1;
-  });
-  return { programmed, replaced, removed, conflicts: changes.conflicts, errors };
 }

@@ -27,26 +27,23 @@ export function findRepoRoot(): string {
   throw new Error('failed to find the podnet repository root');
 }
 
-let bundled: Promise<string> | undefined;
-
-/** Bundle a TypeScript entry (test helper or daemon) to one ESM/CJS file in a temp dir, once per process. */
-async function bundleCli(): Promise<string> {
-  bundled ??= (async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'prs-fakeapi-'));
-    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-    const outfile = join(dir, 'fake-apiserver-cli.mjs');
-    await esbuild.build({
-      entryPoints: [join(findRepoRoot(), 'test', 'helpers', 'fake-apiserver-cli.ts')],
-      outfile,
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
-      target: 'node22',
-      logLevel: 'warning',
-    });
-    return outfile;
-  })();
-  return bundled;
+/**
+ * Bundle the CLI into a fresh temp dir; the caller removes the dir once the process has loaded it
+ * (after its "ready" line), so nothing is left behind however the test process ends.
+ */
+async function bundleCli(): Promise<{ file: string; dir: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'prs-fakeapi-'));
+  const file = join(dir, 'fake-apiserver-cli.mjs');
+  await esbuild.build({
+    entryPoints: [join(findRepoRoot(), 'test', 'helpers', 'fake-apiserver-cli.ts')],
+    outfile: file,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node22',
+    logLevel: 'warning',
+  });
+  return { file, dir };
 }
 
 export class FakeApiServerProcess {
@@ -75,7 +72,7 @@ export class FakeApiServerProcess {
 
   static async spawn(opts: { netns?: string; host: string; port: number; goneAs?: 'event' | 'status' }): Promise<FakeApiServerProcess> {
     const cli = await bundleCli();
-    const args = [cli, '--host', opts.host, '--port', String(opts.port), ...(opts.goneAs ? ['--gone-as', opts.goneAs] : [])];
+    const args = [cli.file, '--host', opts.host, '--port', String(opts.port), ...(opts.goneAs ? ['--gone-as', opts.goneAs] : [])];
     const child = opts.netns
       ? spawn('ip', ['netns', 'exec', opts.netns, process.execPath, ...args], { stdio: ['pipe', 'pipe', 'inherit'] })
       : spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'] });
@@ -92,7 +89,7 @@ export class FakeApiServerProcess {
         }
       });
       child.once('exit', (code) => reject(new Error(`fake apiserver exited with ${code}`)));
-    });
+    }).finally(() => rmSync(cli.dir, { recursive: true, force: true }));
     return new FakeApiServerProcess(child, url);
   }
 

@@ -44,7 +44,7 @@ describe.runIf(isRoot)('podnet-routesync in a namespace lab (API server)', () =>
   });
 
   it('programs a route per family to every other node, writes the CNI config, turns br_netfilter on, masquerades', async () => {
-    await eventually('routes', async () => (await lab.ourRoutes(0)).length === 3);
+    await eventually('ready', async () => (await httpGetIn(lab.nodes[0]!.ns, 'http://127.0.0.1:9646/readyz')).code === 200);
     expect(await lab.ourRoutes(0)).toEqual([
       '10.244.2.0/24 via 172.18.0.3',
       '10.244.3.0/24 via 172.18.0.4',

@@ -142,7 +142,7 @@ describe('RouteSyncLoop (fake kernel, fake source)', () => {
     source.set([node('self', '10.244.0.0/24', '172.18.0.2'), node('b', '10.244.1.0/24', '172.18.0.3'), node('c', '10.244.2.0/24', '172.18.0.4')]);
     await waitFor('routes', () => net.ours().length === 2);
     expect(net.ours()).toEqual(['10.244.1.0/24 via 172.18.0.3', '10.244.2.0/24 via 172.18.0.4']);
-    expect(net.batches).toEqual([['route replace 10.244.2.0/24 via 172.18.0.4 proto 112 table main']]);
+    expect(net.batches).toEqual([['route add 10.244.2.0/24 via 172.18.0.4 proto 112 table main']]);
     await waitFor('converged', () => loop.status().converged);
     const conf = JSON.parse(readFileSync(join(dir, 'net.d/10-podnet.conflist'), 'utf8'));
     expect(conf.plugins[0]).toMatchObject({ mtu: 1450, ipam: { ranges: [[{ subnet: '10.244.0.0/24' }]] } });

@@ -2,7 +2,7 @@ import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FileNodeSource, KubeNodeSource, backoffDelay, loadKubeConfig, parseNodeList } from '../../../plugins/routesync/node-source.js';
+import { FileNodeSource, KubeNodeSource, backoffDelay, loadKubeConfig, parseNodeList, slimNode } from '../../../plugins/routesync/node-source.js';
 import type { NodeLike } from '../../../plugins/routesync/types.js';
 import { FakeApiServer, makeNode } from '../../helpers/fake-apiserver.js';
 
@@ -222,5 +222,25 @@ describe('FileNodeSource', () => {
       await src.stop();
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('slimNode', () => {
+  it('keeps only what the daemon reads', () => {
+    const full = {
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: { name: 'a', uid: 'u', resourceVersion: '7', creationTimestamp: '2024-01-01T00:00:00Z', labels: { x: 'y' }, managedFields: [{}] },
+      spec: { podCIDR: '10.244.1.0/24', podCIDRs: ['10.244.1.0/24'], providerID: 'kind://x', taints: [] },
+      status: { addresses: [{ type: 'InternalIP', address: '172.18.0.2' }], images: [{ names: ['big'], sizeBytes: 1 }], conditions: [] },
+    };
+    expect(slimNode(full as never)).toEqual({
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: { name: 'a', uid: 'u', resourceVersion: '7', creationTimestamp: '2024-01-01T00:00:00Z' },
+      spec: { podCIDR: '10.244.1.0/24', podCIDRs: ['10.244.1.0/24'] },
+      status: { addresses: [{ type: 'InternalIP', address: '172.18.0.2' }] },
+    });
+    expect(slimNode({ metadata: { name: 'b' } })).toEqual({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'b' } });
   });
 });

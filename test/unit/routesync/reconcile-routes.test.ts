@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { HostNet, KernelRoute } from '../../../plugins/routesync/host-net.js';
 import { toKernelRoute } from '../../../plugins/routesync/host-net.js';
-import { calcRouteChanges, reconcileRoutes, routeLines } from '../../../plugins/routesync/reconcile-routes.js';
+import { RouteReconciler, calcRouteChanges, routeLines } from '../../../plugins/routesync/reconcile-routes.js';
 import type { DesiredRoute } from '../../../plugins/routesync/types.js';
 import { parseBatchFailures } from '../../../plugins/linux/ip-async.js';
 
@@ -24,7 +24,8 @@ describe('calcRouteChanges', () => {
       [kr('10.244.2.0/24', '172.18.0.4', '112'), kr('10.244.3.0/24', '172.18.0.5', '112'), kr('10.244.9.0/24', '172.18.0.8', '112')],
       P,
     );
-    expect(c.replace.map((r) => r.dst)).toEqual(['10.244.1.0/24', '10.244.2.0/24']);
+    expect(c.add.map((r) => r.dst)).toEqual(['10.244.1.0/24']);
+    expect(c.replace.map((r) => r.dst)).toEqual(['10.244.2.0/24']);
     expect(c.remove.map((r) => r.dst)).toEqual(['10.244.9.0/24']);
     expect(c.inPlace).toBe(1);
     expect(c.conflicts).toEqual([]);
@@ -36,14 +37,15 @@ describe('calcRouteChanges', () => {
       [kr('10.244.1.0/24', '172.18.0.77', '4'), kr('10.99.0.0/16', '172.18.0.1', '4'), kr('172.18.0.0/16', undefined, '2')],
       P,
     );
-    expect(c.replace.map((r) => r.dst)).toEqual(['10.244.2.0/24']);
+    expect(c.add.map((r) => r.dst)).toEqual(['10.244.2.0/24']);
+    expect(c.replace).toEqual([]);
     expect(c.remove).toEqual([]);
     expect(c.conflicts).toMatchObject([{ route: { dst: '10.244.1.0/24' }, existing: { protocol: '4', gateway: '172.18.0.77' } }]);
   });
 
   it('a foreign route with the same destination but another metric is not a conflict', () => {
     const c = calcRouteChanges([want('10.244.1.0/24', '172.18.0.3')], [kr('10.244.1.0/24', '172.18.0.77', '4', 100)], P);
-    expect(c.replace).toHaveLength(1);
+    expect(c.add).toHaveLength(1);
     expect(c.conflicts).toEqual([]);
   });
 
@@ -57,17 +59,59 @@ describe('calcRouteChanges', () => {
     expect(c.remove).toMatchObject([{ metric: 50 }]);
   });
 
-  it('renders deletions first, then replacements, with our protocol', () => {
-    const c = calcRouteChanges([want('10.244.1.0/24', '172.18.0.3')], [kr('10.244.9.0/24', '172.18.0.8', '112')], P);
+  it('renders deletions first, then replacements, then additions, with our protocol', () => {
+    const c = calcRouteChanges(
+      [want('10.244.1.0/24', '172.18.0.3'), want('10.244.2.0/24', '172.18.0.5')],
+      [kr('10.244.9.0/24', '172.18.0.8', '112'), kr('10.244.2.0/24', '172.18.0.4', '112')],
+      P,
+    );
     expect(routeLines(c, P).lines).toEqual([
       'route del 10.244.9.0/24 proto 112 metric 0 table main',
-      'route replace 10.244.1.0/24 via 172.18.0.3 proto 112 table main',
+      'route replace 10.244.2.0/24 via 172.18.0.5 proto 112 table main',
+      'route add 10.244.1.0/24 via 172.18.0.3 proto 112 table main',
     ]);
   });
 });
 
-describe('reconcileRoutes with a recording HostNet', () => {
-  it('sends one batch and maps failed lines back to routes', async () => {
+/** A HostNet over an in-memory table that applies batch lines like the kernel (EEXIST on add). */
+function memoryNet(initial: KernelRoute[]) {
+  const state = { table: [...initial], lists: 0, batches: [] as string[][], failNext: undefined as string | undefined };
+  const net: HostNet = {
+    addresses: async () => [],
+    reachability: async () => new Map(),
+    routes: async () => {
+      state.lists += 1;
+      return state.table.map((r) => ({ ...r }));
+    },
+    applyRoutes: async (lines) => {
+      state.batches.push([...lines]);
+      const failures = new Map<number, string>();
+      lines.forEach((l, i) => {
+        const w = l.split(' ');
+        const dst = w[2] as string;
+        if (state.failNext) {
+          failures.set(i + 1, state.failNext);
+          return;
+        }
+        const idx = state.table.findIndex((r) => r.dst === dst && r.metric === 0);
+        if (w[1] === 'del') {
+          if (idx < 0 || state.table[idx]?.protocol !== w[4]) failures.set(i + 1, 'RTNETLINK answers: No such process');
+          else state.table.splice(idx, 1);
+        } else if (w[1] === 'add' && idx >= 0) failures.set(i + 1, 'RTNETLINK answers: File exists');
+        else {
+          if (idx >= 0) state.table.splice(idx, 1);
+          state.table.push(kr(dst, w[4], w[6] as string));
+        }
+      });
+      state.failNext = undefined;
+      return failures;
+    },
+  };
+  return { net, state };
+}
+
+describe('RouteReconciler', () => {
+  it('sends one batch per pass and maps failed lines back to routes', async () => {
     const batches: string[][] = [];
     const net: HostNet = {
       addresses: async () => [],
@@ -78,13 +122,53 @@ describe('reconcileRoutes with a recording HostNet', () => {
         return new Map([[3, 'Error: Nexthop has invalid gateway.']]);
       },
     };
-    const r = await reconcileRoutes(net, [want('10.244.1.0/24', '172.18.0.3'), want('10.244.2.0/24', '9.9.9.9')], P);
+    const r = await new RouteReconciler(net, P).reconcile([want('10.244.1.0/24', '172.18.0.3'), want('10.244.2.0/24', '9.9.9.9')], { list: true });
     expect(batches).toHaveLength(1);
     expect(batches[0]).toHaveLength(3);
     expect(r.removed).toBe(1);
     expect(r.replaced).toBe(1);
     expect(r.programmed).toEqual({ 4: 1, 6: 0 });
-    expect(r.errors).toEqual(['failed to replace route "10.244.2.0/24": Error: Nexthop has invalid gateway.']);
+    expect(r.errors).toEqual(['failed to add route "10.244.2.0/24": Error: Nexthop has invalid gateway.']);
+  });
+
+  it('incremental passes diff against its own record (no listing); full passes list and repair', async () => {
+    const { net, state } = memoryNet([kr('172.18.0.0/16', undefined, '2')]);
+    const rec = new RouteReconciler(net, P);
+    await rec.reconcile([want('10.244.1.0/24', '172.18.0.3'), want('10.244.2.0/24', '172.18.0.4')], { list: false });
+    expect(state.lists).toBe(1); // no record yet: listed
+    const r = await rec.reconcile([want('10.244.1.0/24', '172.18.0.9'), want('10.244.2.0/24', '172.18.0.4')], { list: false });
+    expect(state.lists).toBe(1);
+    expect(r.listed).toBe(false);
+    expect(state.batches.at(-1)).toEqual(['route replace 10.244.1.0/24 via 172.18.0.9 proto 112 table main']);
+    // Someone deletes a route by hand: only a full pass notices.
+    state.table = state.table.filter((x) => x.dst !== '10.244.2.0/24');
+    await rec.reconcile([want('10.244.1.0/24', '172.18.0.9'), want('10.244.2.0/24', '172.18.0.4')], { list: false });
+    expect(state.table.some((x) => x.dst === '10.244.2.0/24')).toBe(false);
+    await rec.reconcile([want('10.244.1.0/24', '172.18.0.9'), want('10.244.2.0/24', '172.18.0.4')], { list: true });
+    expect(state.table.some((x) => x.dst === '10.244.2.0/24')).toBe(true);
+  });
+
+  it('without a listing, a foreign route on the destination is found by the kernel refusing the add (never replaced)', async () => {
+    const { net, state } = memoryNet([]);
+    const rec = new RouteReconciler(net, P);
+    await rec.reconcile([want('10.244.1.0/24', '172.18.0.3')], { list: true });
+    state.table.push(kr('10.244.5.0/24', '172.18.0.77', '4'));
+    const r = await rec.reconcile([want('10.244.1.0/24', '172.18.0.3'), want('10.244.5.0/24', '172.18.0.6')], { list: false });
+    expect(r.conflicts).toMatchObject([{ route: { dst: '10.244.5.0/24' } }]);
+    expect(r.errors).toEqual([]);
+    expect(state.table.find((x) => x.dst === '10.244.5.0/24')).toMatchObject({ protocol: '4', gateway: '172.18.0.77' });
+  });
+
+  it('after a failed command the record is dropped and the next pass lists again', async () => {
+    const { net, state } = memoryNet([]);
+    const rec = new RouteReconciler(net, P);
+    await rec.reconcile([want('10.244.1.0/24', '172.18.0.3')], { list: true });
+    state.failNext = 'RTNETLINK answers: Operation not permitted';
+    const r = await rec.reconcile([want('10.244.1.0/24', '172.18.0.4')], { list: false });
+    expect(r.errors).toEqual(['failed to replace route "10.244.1.0/24": RTNETLINK answers: Operation not permitted']);
+    const lists = state.lists;
+    await rec.reconcile([want('10.244.1.0/24', '172.18.0.4')], { list: false });
+    expect(state.lists).toBe(lists + 1);
   });
 });
 

@@ -1,4 +1,4 @@
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CmdArgs, GcArgs, PluginFuncs } from '../../../plugins/cni/dispatch.js';
@@ -383,6 +383,7 @@ export const FAKE_CNI_PATH = (() => {
   const dir = mkdtempSync(join(tmpdir(), 'pbr-unit-'));
   writeFileSync(join(dir, 'fake-ipam'), '#!/bin/sh\nexit 1\n');
   chmodSync(join(dir, 'fake-ipam'), 0o755);
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   return dir;
 })();
 

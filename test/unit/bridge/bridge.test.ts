@@ -1,10 +1,12 @@
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { createBridgePlugin } from '../../../plugins/bridge/bridge.js';
 import { calcHostVethName } from '../../../plugins/bridge/names.js';
 import { CniError } from '../../../plugins/cni/errors.js';
 import type { GcArgs } from '../../../plugins/cni/dispatch.js';
 import type { Result } from '../../../plugins/cni/types.js';
-import { cmdArgs, harness } from './fakes.js';
+import { cmdArgs, harness, removeFakeCniPath } from './fakes.js';
+
+afterAll(removeFakeCniPath);
 
 const L3 = { bridge: 'br0', isGateway: true, ipMasq: true, ipam: { type: 'fake-ipam' } };
 const hv = calcHostVethName('ctr1', 'eth0');

@@ -383,9 +383,11 @@ export const FAKE_CNI_PATH = (() => {
   const dir = mkdtempSync(join(tmpdir(), 'pbr-unit-'));
   writeFileSync(join(dir, 'fake-ipam'), '#!/bin/sh\nexit 1\n');
   chmodSync(join(dir, 'fake-ipam'), 0o755);
-  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   return dir;
 })();
+
+/** Remove FAKE_CNI_PATH (call from afterAll). */
+export const removeFakeCniPath = (): void => rmSync(FAKE_CNI_PATH, { recursive: true, force: true });
 
 export function cmdArgs(conf: Partial<NetConf> & Record<string, unknown>, over: Partial<CmdArgs> = {}): CmdArgs {
   const netConf = { cniVersion: '1.0.0', name: 'net1', type: 'podnet-bridge', ...conf } as NetConf;

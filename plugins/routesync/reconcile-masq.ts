@@ -123,10 +123,10 @@ export class IptablesMasq implements MasqReconciler {
 
   private async ensureFamily(tool: IpFamilyTool, cidrs: readonly string[]): Promise<void> {
     await iptablesRestore(this.runner, tool, calcIptablesRestore(cidrs));
-    const jump = ['-t', 'nat', 'POSTROUTING', '-m', 'comment', '--comment', COMMENT, '-j', IPT_CHAIN];
-    const check = await iptables(this.runner, tool, ['-C', ...jump]);
+    const jump = ['POSTROUTING', '-m', 'comment', '--comment', COMMENT, '-j', IPT_CHAIN];
+    const check = await iptables(this.runner, tool, ['-t', 'nat', '-C', ...jump]);
     if (check.code === 0) return;
-    const add = await iptables(this.runner, tool, ['-A', ...jump]);
+    const add = await iptables(this.runner, tool, ['-t', 'nat', '-A', ...jump]);
     if (add.code !== 0) throw new Error(`failed to add ${tool} jump to "${IPT_CHAIN}": ${add.stderr.trim()}`);
   }
 

@@ -100,9 +100,9 @@ export class RoutesyncLab {
   }
 
   /** Start the daemon in node i's namespace. */
-  async daemon(i: number, args: string[]): Promise<DaemonHandle> {
+  async daemon(i: number, args: string[], env?: Record<string, string | undefined>): Promise<DaemonHandle> {
     const n = this.nodes[i] as LabNode;
-    const h = await DaemonHandle.spawn(n.ns.name, ['--node-name', n.name, ...args]);
+    const h = await DaemonHandle.spawn(n.ns.name, ['--node-name', n.name, ...args], env);
     this.daemons.add(h);
     return h;
   }
@@ -171,10 +171,10 @@ export class DaemonHandle {
     this.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   }
 
-  static async spawn(netns: string, args: string[]): Promise<DaemonHandle> {
+  static async spawn(netns: string, args: string[], env?: Record<string, string | undefined>): Promise<DaemonHandle> {
     const cmd = await routesyncCommand();
     // `ip netns exec` execs the command in place: the child's pid is the daemon's.
-    const child = spawn('ip', ['netns', 'exec', netns, ...cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('ip', ['netns', 'exec', netns, ...cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     return new DaemonHandle(child);
   }
 

@@ -14,6 +14,7 @@ import { type DaemonHandle, RoutesyncLab, eventually, httpGetIn } from '../helpe
 describe.runIf(isRoot)('podnet-routesync in a namespace lab (API server)', () => {
   let lab: RoutesyncLab;
   let d: DaemonHandle;
+  let rootBrnf = '';
   const confDir = () => join(lab.dir, 'net.d-node1');
   const metrics = async () => (await httpGetIn(lab.nodes[0]!.ns, 'http://127.0.0.1:9646/metrics')).body;
   const metric = async (name: string) => {
@@ -24,7 +25,9 @@ describe.runIf(isRoot)('podnet-routesync in a namespace lab (API server)', () =>
   beforeAll(async () => {
     lab = await RoutesyncLab.create({ nodes: 3, mtu: 1450 });
     await lab.api.seed([lab.nodeObject(0, { dual: true }), lab.nodeObject(1, { dual: true }), lab.nodeObject(2)]);
-    // br_netfilter exists per namespace on this kernel: start from 0 to see the daemon set it.
+    // br_netfilter's sysctls exist per namespace on this kernel: start node1 from 0 to see the
+    // daemon set it, and check that the root namespace's value never changes.
+    rootBrnf = readFileSync('/proc/sys/net/bridge/bridge-nf-call-iptables', 'utf8');
     await lab.nodes[0]!.ns.exec('sh', ['-c', 'echo 0 > /proc/sys/net/bridge/bridge-nf-call-iptables']);
     d = await lab.daemon(0, [
       '--kubeconfig',
@@ -59,6 +62,7 @@ describe.runIf(isRoot)('podnet-routesync in a namespace lab (API server)', () =>
     });
     const brnf = await lab.nodes[0]!.ns.exec('cat', ['/proc/sys/net/bridge/bridge-nf-call-iptables', '/proc/sys/net/bridge/bridge-nf-call-ip6tables']);
     expect(brnf.stdout.split('\n')).toEqual(['1', '1']);
+    expect(readFileSync('/proc/sys/net/bridge/bridge-nf-call-iptables', 'utf8')).toBe(rootBrnf);
     const nft = JSON.parse((await lab.nodes[0]!.ns.exec('nft', ['-j', 'list', 'set', 'inet', 'podnet-routesync', 'pod-cidrs-v4'])).stdout);
     const elems = nft.nftables.find((x: { set?: unknown }) => x.set).set.elem.map((e: { prefix: { addr: string; len: number } }) => `${e.prefix.addr}/${e.prefix.len}`);
     expect(elems.sort()).toEqual(['10.244.1.0/24', '10.244.2.0/24', '10.244.3.0/24']);
@@ -215,6 +219,21 @@ describe.runIf(isRoot)('podnet-routesync --once and bad configuration', () => {
     expect(code, h.stderrText.join('\n')).toBe(0);
     expect(await lab.ourRoutes(1)).toEqual(['10.244.1.0/24 via 172.18.0.2']);
     expect(h.logs.some((l) => l.msg === 'converged')).toBe(true);
+  });
+
+  it('--masquerade iptables: the fallback chain in iptables and ip6tables, replaced atomically, one jump', async () => {
+    const ns = lab.nodes[0]!.ns;
+    for (let i = 0; i < 2; i += 1) {
+      const h = await lab.daemon(0, ['--once', '--kubeconfig', lab.kubeconfig, '--cni-conf-dir', join(lab.dir, 'ipt'), '--masquerade', 'iptables', '--metrics-addr=']);
+      expect((await h.exited).code, h.stderrText.join('\n')).toBe(0);
+    }
+    const v4 = (await ns.exec('iptables', ['-w', '5', '-t', 'nat', '-S'])).stdout.split('\n');
+    expect(v4.filter((l) => l.includes('-j PODNET-MASQ'))).toHaveLength(1);
+    expect(v4).toContain('-A PODNET-MASQ -d 10.244.1.0/24 -j RETURN');
+    expect(v4).toContain('-A PODNET-MASQ -d 10.244.2.0/24 -j RETURN');
+    expect(v4.filter((l) => l.startsWith('-A PODNET-MASQ -s 10.244.') && l.endsWith('-j MASQUERADE'))).toHaveLength(2);
+    const v6 = (await ns.exec('ip6tables', ['-w', '5', '-t', 'nat', '-S'])).stdout;
+    expect(v6).toContain('-N PODNET-MASQ');
   });
 
   it('--once with a kubeconfig pointing nowhere: non-zero exit and a clear error', async () => {

@@ -85,12 +85,12 @@ describe('iptables fallback', () => {
   it('restores both families and adds the POSTROUTING jump only when missing', async () => {
     const { runner, calls } = recorder((file, args) => (args.includes('-C') ? { code: file === 'iptables' ? 0 : 1 } : { code: 0 }));
     await new IptablesMasq(runner).ensure({ v4: ['10.244.0.0/24'], v6: ['fd00::/64'] }, false);
-    expect(calls.map((c) => `${c.file} ${c.args.slice(0, 5).join(' ')}`)).toEqual([
+    expect(calls.map((c) => `${c.file} ${c.args.slice(0, 6).join(' ')}`)).toEqual([
       'iptables-restore --noflush -w 5',
-      'iptables -w 5 -C -t nat',
+      'iptables -w 5 -t nat -C POSTROUTING',
       'ip6tables-restore --noflush -w 5',
-      'ip6tables -w 5 -C -t nat',
-      'ip6tables -w 5 -A -t nat',
+      'ip6tables -w 5 -t nat -C POSTROUTING',
+      'ip6tables -w 5 -t nat -A POSTROUTING',
     ]);
     expect(calls[2]?.input).toContain('-A PODNET-MASQ -d fd00::/64 -j RETURN');
   });

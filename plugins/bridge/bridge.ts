@@ -149,7 +149,9 @@ async function cmdAdd(deps: BridgeDeps, conf: BridgeConf, ipam: Ipam | undefined
 
   const undo: Undo[] = [];
   try {
-    // Step 1, in parallel: the node batch (bridge, veth, port) and the IPAM.
+    // Step 1, in parallel: the node batch (bridge, veth, port) runs while the IPAM answers, and
+    // the firewall transaction (masquerade, spoof check) starts as soon as the addresses are
+    // known: it needs only them and names, not the veth.
     const nodeJob = runNodeBatch(deps, conf, { createBridge: !br.exists, hostVeth, ifName: args.ifName, netns, containerMac });
     let ipamResult: Result | undefined;
     let ipamError: unknown;
@@ -161,14 +163,32 @@ async function cmdAdd(deps: BridgeDeps, conf: BridgeConf, ipam: Ipam | undefined
         ipamError = e;
       }
     }
+    if (ipamResult && !ipamResult.ips?.length) {
+      ipamError ??= new CniError(ErrorCode.Internal, `IPAM plugin "${conf.ipamType}" returned missing IP config`);
+    }
+    const layer3 = ipamResult && ipamError === undefined ? calcGateways(ipamResult, conf) : undefined;
+    const masq = createMasq(deps.netfilter, conf, args.containerId, args.ifName);
+    let fwJob: Promise<{ value?: void; error?: unknown } | undefined> = Promise.resolve(undefined);
+    if (layer3 && (conf.ipMasq || conf.macspoofchk)) {
+      undo.push({ what: 'remove masquerade and spoof-check rules', run: () => masq.remove() });
+      const targets = layer3.ips.map((ip) => parseCidr(ip.address)).map((p) => ({ family: p.family, ip: p.ip, subnet: p.subnet }));
+      const spoof = conf.macspoofchk ? { hostIface: hostVeth, mac: containerMac as string } : undefined;
+      fwJob = settle(masq.add(conf.ipMasq ? targets : [], spoof));
+    }
     const node = await nodeJob;
     if (node.vethCreated) undo.push({ what: `delete veth "${hostVeth}"`, run: () => deleteLink(deps, hostVeth) });
     if (ipamError !== undefined) throw ipamError;
-    if (node.error) throw node.error;
+    if (node.error) {
+      await fwJob;
+      throw node.error;
+    }
     if (node.createdBridge) deps.sysctl.ensure(`net/ipv6/conf/${conf.bridge}/accept_ra`, '0');
     bestEffort(() => deps.sysctl.ensure(`net/ipv6/conf/${hostVeth}/accept_ra`, '0'));
     if (node.defaultPvid !== undefined && (conf.vlan !== 0 || conf.vlanTrunk.length > 0)) {
-      await runBridgeVlan(deps, calcVlanLines(conf, hostVeth, node.defaultPvid), hostVeth);
+      await runBridgeVlan(deps, calcVlanLines(conf, hostVeth, node.defaultPvid), hostVeth).catch(async (e: unknown) => {
+        await fwJob;
+        throw e;
+      });
     }
 
     const interfaces: Interface[] = [
@@ -179,23 +199,14 @@ async function cmdAdd(deps: BridgeDeps, conf: BridgeConf, ipam: Ipam | undefined
     const result: Result = { cniVersion: '1.1.0', interfaces };
     let podMac = containerMac;
 
-    if (ipam && ipamResult) {
-      if (!ipamResult.ips?.length) throw new CniError(ErrorCode.Internal, `IPAM plugin "${conf.ipamType}" returned missing IP config`);
-      const { ips, routes, gateways } = calcGateways(ipamResult, conf);
+    if (ipamResult && layer3) {
+      const { ips, routes, gateways } = layer3;
       result.ips = ips;
       if (routes.length) result.routes = routes;
       if (ipamResult.dns) result.dns = ipamResult.dns;
 
-      // Step 2, in parallel: the pod side (one nsenter), masquerade/spoof rules (one nft), and
-      // the gateway on the bridge (only when it is not there yet).
-      const masq = createMasq(deps.netfilter, conf, args.containerId, args.ifName);
-      const targets = ips.map((ip) => parseCidr(ip.address)).map((p) => ({ family: p.family, ip: p.ip, subnet: p.subnet }));
-      let fwJob: Promise<{ value?: void; error?: unknown } | undefined> = Promise.resolve(undefined);
-      if (conf.ipMasq || conf.macspoofchk) {
-        undo.push({ what: 'remove masquerade and spoof-check rules', run: () => masq.remove() });
-        const spoof = conf.macspoofchk ? { hostIface: hostVeth, mac: containerMac as string } : undefined;
-        fwJob = settle(masq.add(conf.ipMasq ? targets : [], spoof));
-      }
+      // Step 2, in parallel: the pod side (one nsenter) and the gateway on the bridge (only
+      // when it is not there yet), while the firewall transaction finishes.
       const podJob = settle(configurePod(deps, conf, args.ifName, netns, ips, routes));
       const gwError = await ensureGateway(deps, conf, node.bridgeAddrs, gateways, result).then(
         () => undefined,
@@ -209,7 +220,6 @@ async function cmdAdd(deps: BridgeDeps, conf: BridgeConf, ipam: Ipam | undefined
     } else {
       // L2 only: no addresses; the interface is brought up unless disabled.
       if (conf.macspoofchk) {
-        const masq = createMasq(deps.netfilter, conf, args.containerId, args.ifName);
         undo.push({ what: 'remove spoof-check rule', run: () => masq.remove() });
         await masq.add([], { hostIface: hostVeth, mac: containerMac as string });
       }

@@ -5,7 +5,7 @@ import { createInterface } from 'node:readline';
 import { execa } from 'execa';
 import { parseAllDocuments } from 'yaml';
 import { makeNode, type FakeNode } from '../helpers/fake-apiserver.js';
-import { findRepoRoot } from '../helpers/fake-apiserver-process.js';
+import { REPO_ROOT } from '../helpers/env.js';
 import { RoutesyncLab, routesyncCommand } from '../helpers/routesync-lab.js';
 
 /**
@@ -44,7 +44,7 @@ function pct(xs: number[], p: number): number {
 
 /** NODE_OPTIONS of the routesync container in kind/podnet.yaml. */
 function deployedNodeOptions(): string {
-  const docs = parseAllDocuments(readFileSync(join(findRepoRoot(), 'kind', 'podnet.yaml'), 'utf8')).map((d) => d.toJS());
+  const docs = parseAllDocuments(readFileSync(join(REPO_ROOT, 'kind', 'podnet.yaml'), 'utf8')).map((d) => d.toJS());
   const ds = docs.find((d) => d.kind === 'DaemonSet');
   const c = ds.spec.template.spec.containers.find((x: { name: string }) => x.name === 'routesync');
   return c.env.find((e: { name: string }) => e.name === 'NODE_OPTIONS')?.value ?? '';

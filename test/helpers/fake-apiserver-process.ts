@@ -1,9 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import * as esbuild from 'esbuild';
+import { REPO_ROOT } from './env.js';
 import { type FakeNode, type RequestRecord, kubeconfigFor } from './fake-apiserver.js';
 
 /**
@@ -11,21 +12,6 @@ import { type FakeNode, type RequestRecord, kubeconfigFor } from './fake-apiserv
  * namespace, and drives it over stdio. Used where the daemon under test lives in a namespace of
  * a lab (integration tests, bench) and so cannot reach a server in the test's own process.
  */
-
-/** The repository root, found from this file or the working directory (bench bundles move files). */
-export function findRepoRoot(): string {
-  for (const start of [import.meta.dirname, process.cwd()]) {
-    let d = start;
-    for (;;) {
-      const pkg = join(d, 'package.json');
-      if (existsSync(pkg) && (JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'podnet') return d;
-      const up = dirname(d);
-      if (up === d) break;
-      d = up;
-    }
-  }
-  throw new Error('failed to find the podnet repository root');
-}
 
 /**
  * Bundle the CLI into a fresh temp dir; the caller removes the dir once the process has loaded it
@@ -35,7 +21,7 @@ async function bundleCli(): Promise<{ file: string; dir: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'prs-fakeapi-'));
   const file = join(dir, 'fake-apiserver-cli.mjs');
   await esbuild.build({
-    entryPoints: [join(findRepoRoot(), 'test', 'helpers', 'fake-apiserver-cli.ts')],
+    entryPoints: [join(REPO_ROOT, 'test', 'helpers', 'fake-apiserver-cli.ts')],
     outfile: file,
     bundle: true,
     platform: 'node',

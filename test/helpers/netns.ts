@@ -15,9 +15,9 @@ export class Netns {
     this.path = `/var/run/netns/${name}`;
   }
 
-  /** Create a namespace named `<prefix><unique>` with loopback up. */
-  static async create(prefix = 'pnt'): Promise<Netns> {
-    const ns = new Netns(uniqueTag(prefix));
+  /** Create a namespace named `<prefix><unique>` (or exactly `name`) with loopback up. */
+  static async create(prefix = 'pnt', opts: { name?: string } = {}): Promise<Netns> {
+    const ns = new Netns(opts.name ?? uniqueTag(prefix));
     await execa('ip', ['netns', 'add', ns.name]);
     live.add(ns);
     await ns.exec('ip', ['link', 'set', 'lo', 'up']);

@@ -6,39 +6,25 @@ import { createInterface } from 'node:readline';
 import * as esbuild from 'esbuild';
 import { execa } from 'execa';
 import { type FakeNode, makeNode } from './fake-apiserver.js';
-import { FakeApiServerProcess, findRepoRoot } from './fake-apiserver-process.js';
+import { REPO_ROOT } from './env.js';
+import { FABRIC_V4, FABRIC_V6, type Fabric, type FabricNode, createFabric, destroyFabric } from './fabric.js';
+import { FakeApiServerProcess } from './fake-apiserver-process.js';
 import { Netns } from './netns.js';
 
 /**
- * A kind-like lab for podnet-routesync, made only of network namespaces (root only):
- *
- *   fabric ns:  bridge br0 = 172.18.0.1/16, fc00:f853:ccd:e793::1/64 (the "docker network");
- *               the fake API server listens on 172.18.0.1:6443 inside it
- *   node i ns:  eth0 (veth into br0) = 172.18.0.(i+2)/16, fc00:f853:ccd:e793::(i+2)/64,
- *               IPv4/IPv6 forwarding on; node i's podCIDRs are 10.244.(i+1).0/24 and
- *               fd00:10:244:(i+1)::/64
- *
- * Nothing is added to the root namespace; destroy() removes every namespace (and with them the
- * veths) and the temp dir.
+ * A kind-like lab for podnet-routesync (root only): the namespace fabric of test/helpers/fabric.ts
+ * (nodes on 172.18.0.0/16 and fc00:f853:ccd:e793::/64, podCIDRs 10.244.i.0/24 and
+ * fd00:10:244:i::/64) plus the fake API server listening on 172.18.0.1:6443 inside the fabric
+ * namespace. destroy() removes every namespace (and with them the veths) and the temp dir.
  */
-export const FABRIC_V4 = '172.18.0.1';
-export const FABRIC_V6 = 'fc00:f853:ccd:e793::1';
-
-export interface LabNode {
-  name: string;
-  ns: Netns;
-  ip4: string;
-  ip6: string;
-  cidr4: string;
-  cidr6: string;
-}
+export { FABRIC_V4, FABRIC_V6 };
+export type LabNode = FabricNode;
 
 export class RoutesyncLab {
   readonly daemons = new Set<DaemonHandle>();
 
   private constructor(
-    readonly fabric: Netns,
-    readonly nodes: LabNode[],
+    private readonly net: Fabric,
     readonly api: FakeApiServerProcess,
     readonly dir: string,
     readonly kubeconfig: string,
@@ -46,47 +32,26 @@ export class RoutesyncLab {
 
   static async create(opts: { nodes: number; prefix?: string; mtu?: number; goneAs?: 'event' | 'status' }): Promise<RoutesyncLab> {
     const prefix = opts.prefix ?? 'prs';
-    const fabric = await Netns.create(prefix);
-    const nodes: LabNode[] = [];
+    const fabric = await createFabric({ nodes: opts.nodes, prefix, ...(opts.mtu ? { mtu: opts.mtu } : {}) });
     const dir = mkdtempSync(join(tmpdir(), `${prefix}-lab-`));
     try {
-      await fabric.exec('sh', [
-        '-ec',
-        `ip link add br0 type bridge; ip addr add ${FABRIC_V4}/16 dev br0; ip -6 addr add ${FABRIC_V6}/64 dev br0 nodad; ip link set br0 up`,
-      ]);
-      for (let i = 0; i < opts.nodes; i += 1) {
-        const ns = await Netns.create(prefix);
-        const n: LabNode = {
-          name: `node${i + 1}`,
-          ns,
-          ip4: `172.18.0.${i + 2}`,
-          ip6: `fc00:f853:ccd:e793::${i + 2}`,
-          cidr4: `10.244.${i + 1}.0/24`,
-          cidr6: `fd00:10:244:${i + 1}::/64`,
-        };
-        nodes.push(n);
-        await ns.exec('sh', [
-          '-ec',
-          [
-            `ip link add eth0 mtu ${opts.mtu ?? 1500} type veth peer name veth${i} netns ${fabric.name}`,
-            `ip addr add ${n.ip4}/16 dev eth0`,
-            `ip -6 addr add ${n.ip6}/64 dev eth0 nodad`,
-            'ip link set eth0 up',
-            'sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1',
-          ].join('; '),
-        ]);
-        await fabric.exec('sh', ['-ec', `ip link set veth${i} mtu ${opts.mtu ?? 1500} master br0 up`]);
-      }
-      const api = await FakeApiServerProcess.spawn({ netns: fabric.name, host: FABRIC_V4, port: 6443, ...(opts.goneAs ? { goneAs: opts.goneAs } : {}) });
+      const api = await FakeApiServerProcess.spawn({ netns: fabric.ns.name, host: FABRIC_V4, port: 6443, ...(opts.goneAs ? { goneAs: opts.goneAs } : {}) });
       const kubeconfig = join(dir, 'kubeconfig');
       writeFileSync(kubeconfig, api.kubeconfig());
-      return new RoutesyncLab(fabric, nodes, api, dir, kubeconfig);
+      return new RoutesyncLab(fabric, api, dir, kubeconfig);
     } catch (e) {
-      for (const n of nodes) await n.ns.destroy();
-      await fabric.destroy();
+      await destroyFabric(fabric);
       rmSync(dir, { recursive: true, force: true });
       throw e;
     }
+  }
+
+  get nodes(): LabNode[] {
+    return this.net.nodes;
+  }
+
+  get fabric(): Netns {
+    return this.net.ns;
   }
 
   /** The Node object of lab node i (single or dual stack). */
@@ -121,8 +86,7 @@ export class RoutesyncLab {
   async destroy(): Promise<void> {
     for (const d of this.daemons) await d.kill();
     await this.api.close().catch(() => undefined);
-    for (const n of this.nodes) await n.ns.destroy();
-    await this.fabric.destroy();
+    await destroyFabric(this.net);
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
@@ -136,7 +100,7 @@ let daemonCmd: Promise<string[]> | undefined;
  */
 export function routesyncCommand(): Promise<string[]> {
   daemonCmd ??= (async () => {
-    const root = findRepoRoot();
+    const root = REPO_ROOT;
     const exe = join(root, 'dist', 'bin', 'podnet-routesync');
     if (existsSync(exe) && !process.env.PODNET_TEST_BUNDLE) return [exe];
     const dir = mkdtempSync(join(tmpdir(), 'prs-daemon-'));

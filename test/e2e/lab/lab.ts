@@ -3,20 +3,17 @@ import { existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, syml
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { DIST_BIN, REFERENCE_BIN, REPO_ROOT } from '../../helpers/env.js';
+import { FABRIC_V4, type FabricNode, createFabric } from '../../helpers/fabric.js';
 import { CniRuntime, type NetworkList, type RuntimeConf } from './runtime.js';
 
 /**
- * A kind-style cluster made of network namespaces, nothing in the root namespace:
- *
- *   <p>fab   the "docker network": bridge br0 with 172.18.0.1/16 (the nodes' gateway, and the
- *            lab's stand-in for an address outside the cluster)
- *   <p>n1…   one namespace per node, uplink eth0 172.18.0.(1+i)/16 attached to br0, default
- *            route via 172.18.0.1; podnet-routesync runs in it with a nodes file
- *   pods     one namespace per pod, wired by podnet through the CNI contract (CniRuntime)
- *
- * Node i owns podCIDR 10.244.i.0/24. All state (bin, conf, IPAM store, result cache, logs,
- * the nodes file) lives under /run/podnet-lab/<prefix>, recorded in state.json so that
- * `Lab.load` can find and remove a lab kept by an earlier process.
+ * A kind-style cluster made of network namespaces, nothing in the root namespace: the fabric of
+ * test/helpers/fabric.ts (a switch with 172.18.0.1, nodes 172.18.0.(1+i) with podCIDR
+ * 10.244.i.0/24), podnet-routesync running in every node from a nodes file, and pods wired by
+ * podnet through the CNI contract (CniRuntime). Namespaces get fixed names (`<prefix>fab`,
+ * `<prefix>n<i>`) so a person can look around a kept lab. All state (bin, conf, IPAM store,
+ * result cache, logs, the nodes file) lives under /run/podnet-lab/<prefix>, recorded in
+ * state.json so that `Lab.load` can find and remove a lab kept by an earlier process.
  */
 
 export const LAB_ROOT = '/run/podnet-lab';
@@ -67,7 +64,6 @@ export interface LabOptions {
   log?: (msg: string) => void;
 }
 
-const FABRIC_GW = '172.18.0.1';
 
 export class Lab {
   private constructor(
@@ -99,21 +95,17 @@ export class Lab {
     const lab = new Lab(state, log);
     lab.save();
     try {
-      log(`fabric namespace ${state.fabric} with bridge br0 ${FABRIC_GW}/16`);
-      await ip(['netns', 'add', state.fabric]);
-      await nsBatch(state.fabric, ['link set lo up', 'link add br0 type bridge', `addr add ${FABRIC_GW}/16 dev br0`, 'link set br0 up']);
-      for (let i = 1; i <= opts.nodes; i++) {
-        const node = lab.makeNode(i);
+      log(`fabric namespace ${state.fabric} with bridge br0 ${FABRIC_V4}/16`);
+      const fabric = await createFabric({
+        nodes: opts.nodes,
+        prefix: opts.prefix,
+        names: { fabric: state.fabric, node: (i) => `${opts.prefix}n${i}` },
+      });
+      for (const fnode of fabric.nodes) {
+        const node = lab.makeNode(fnode);
         state.nodes.push(node);
         lab.save();
         log(`node ${node.name}: namespace ${node.ns}, eth0 ${node.ip}/16, podCIDR ${node.podCidr}`);
-        await ip(['netns', 'add', node.ns]);
-        await nsBatch(state.fabric, [
-          `link add ${node.name} type veth peer name eth0 netns ${node.ns}`,
-          `link set ${node.name} master br0`,
-          `link set ${node.name} up`,
-        ]);
-        await nsBatch(node.ns, ['link set lo up', `addr add ${node.ip}/16 dev eth0`, 'link set eth0 up', `route add default via ${FABRIC_GW}`]);
         lab.installPlugins(node, opts);
       }
       lab.writeNodesFile(state.nodes);
@@ -131,15 +123,14 @@ export class Lab {
     return new Lab(JSON.parse(readFileSync(file, 'utf8')) as LabState, log);
   }
 
-  private makeNode(i: number): LabNode {
-    const name = `node${i}`;
-    const base = join(this.state.dir, name);
+  private makeNode(fnode: FabricNode): LabNode {
+    const base = join(this.state.dir, fnode.name);
     for (const sub of ['bin', 'net.d', 'cache', 'ipam']) mkdirSync(join(base, sub), { recursive: true });
     return {
-      name,
-      ns: `${this.state.prefix}n${i}`,
-      ip: `172.18.0.${1 + i}`,
-      podCidr: `10.244.${i}.0/24`,
+      name: fnode.name,
+      ns: fnode.ns.name,
+      ip: fnode.ip4,
+      podCidr: fnode.cidr4,
       binDir: join(base, 'bin'),
       confDir: join(base, 'net.d'),
       cacheDir: join(base, 'cache'),
@@ -341,7 +332,7 @@ export class Lab {
     // Wait until every server accepts, from the namespace that hosts it.
     await Promise.all([
       ...this.state.pods.map((p) => this.waitListening(p.ns, p.ip)),
-      this.waitListening(this.state.fabric, FABRIC_GW),
+      this.waitListening(this.state.fabric, FABRIC_V4),
     ]);
   }
 
@@ -356,7 +347,7 @@ export class Lab {
   }
 
   get outsideAddress(): string {
-    return FABRIC_GW;
+    return FABRIC_V4;
   }
 
   save(): void {

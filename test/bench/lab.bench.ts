@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { REPO_ROOT, hasBuild, hasReference, isRoot } from '../helpers/env.js';
 import { Lab, type LabNode, type Pod } from '../e2e/lab/lab.js';
-import type { NetworkList } from '../e2e/lab/runtime.js';
+import type { NetworkList } from '../helpers/cni-runtime.js';
 
 const PODS_PER_NODE = 30;
 

@@ -5,7 +5,7 @@ import ipaddr from 'ipaddr.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasBuild, hasReference, isRoot } from '../helpers/env.js';
 import { Lab, type LabNode, type Pod, probe, sleep } from './lab/lab.js';
-import type { NetworkList } from './lab/runtime.js';
+import type { NetworkList } from '../helpers/cni-runtime.js';
 
 /**
  * The Kubernetes network model, one test per rule, on a 3-node lab (test/e2e/lab/lab.ts):

@@ -2,6 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type PluginRun, runPlugin } from './cni.js';
+import { CniRuntime } from './cni-runtime.js';
 import { DIST_BIN, REFERENCE_BIN } from './env.js';
 import { Netns } from './netns.js';
 
@@ -66,6 +67,11 @@ export class BridgeLab {
       },
       conf,
     );
+  }
+
+  /** A runtime (libcni-like conflist handling) whose plugins run in this node with this CNI_PATH. */
+  runtime(): CniRuntime {
+    return new CniRuntime({ binDirs: [this.cniPath], cacheDir: join(this.dir, 'cache'), node: this.node.name });
   }
 
   /** Links of the node namespace, `ip -j -d link`. */

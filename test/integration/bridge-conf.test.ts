@@ -4,13 +4,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadBridgeConf } from '../../plugins/bridge/netconf.js';
 import type { NetConf } from '../../plugins/cni/types.js';
 import { BridgeLab } from '../helpers/bridge-lab.js';
+import type { CniPluginError, NetworkList, RuntimeConf } from '../helpers/cni-runtime.js';
 import { REPO_ROOT, hasBuild, hasReference, isRoot } from '../helpers/env.js';
-import type { Netns } from '../helpers/netns.js';
 
 type Obj = Record<string, unknown>;
 const CONF_DIR = join(REPO_ROOT, 'conf');
 const EXAMPLES = readdirSync(CONF_DIR).filter((f) => /^bridge-.*\.conflist$/.test(f)).sort();
-const load = (f: string) => JSON.parse(readFileSync(join(CONF_DIR, f), 'utf8')) as { cniVersion: string; name: string; plugins: Obj[] };
+const load = (f: string) => JSON.parse(readFileSync(join(CONF_DIR, f), 'utf8')) as NetworkList;
 
 describe('conf/ bridge examples parse', () => {
   it('has the single-stack, dual-stack and L2-only examples', () => {
@@ -27,56 +27,6 @@ describe('conf/ bridge examples parse', () => {
   });
 });
 
-/** A runtime in miniature (libcni's conflist handling): ADD in order, CHECK, DEL in reverse. */
-class ChainRuntime {
-  constructor(
-    private readonly lab: BridgeLab,
-    private readonly list: { cniVersion: string; name: string; plugins: Obj[] },
-  ) {}
-
-  private conf(p: Obj, prevResult: unknown, runtimeConfig: Obj): Obj {
-    const caps = (p.capabilities ?? {}) as Record<string, boolean>;
-    const rc = Object.fromEntries(Object.entries(runtimeConfig).filter(([k]) => caps[k]));
-    const { capabilities: _c, ...rest } = p;
-    void _c;
-    return {
-      ...rest,
-      name: this.list.name,
-      cniVersion: this.list.cniVersion,
-      ...(Object.keys(rc).length ? { runtimeConfig: rc } : {}),
-      ...(prevResult ? { prevResult } : {}),
-    };
-  }
-
-  async add(id: string, pod: Netns, runtimeConfig: Obj = {}): Promise<Obj> {
-    let prev: Obj | undefined;
-    for (const p of this.list.plugins) {
-      const r = await this.lab.run(String(p.type), 'ADD', this.conf(p, prev, runtimeConfig), { id, netns: pod.path });
-      if (r.code !== 0) throw new Error(`${String(p.type)} ADD failed: ${r.stdout} ${r.stderr}`);
-      prev = r.json;
-    }
-    return prev as Obj;
-  }
-
-  async check(id: string, pod: Netns, result: Obj, runtimeConfig: Obj = {}): Promise<void> {
-    for (const p of this.list.plugins) {
-      const r = await this.lab.run(String(p.type), 'CHECK', this.conf(p, result, runtimeConfig), { id, netns: pod.path });
-      // Debian's portmap 1.1.1 CHECK of a pod with port mappings always fails on its IPv6 DNAT
-      // chain (missing for IPv4-only pods, checked against the IPv4 rules for dual-stack ones):
-      // the same happens chained after the reference bridge, so it is not ours to fix.
-      if (p.type === 'portmap' && /could not check ipv6 dnat/.test(r.stdout)) continue;
-      if (r.code !== 0) throw new Error(`${String(p.type)} CHECK failed: ${r.stdout} ${r.stderr}`);
-    }
-  }
-
-  async del(id: string, pod: Netns, result: Obj | undefined, runtimeConfig: Obj = {}): Promise<void> {
-    for (const p of [...this.list.plugins].reverse()) {
-      const r = await this.lab.run(String(p.type), 'DEL', this.conf(p, result, runtimeConfig), { id, netns: pod.path });
-      if (r.code !== 0) throw new Error(`${String(p.type)} DEL failed: ${r.stdout} ${r.stderr}`);
-    }
-  }
-}
-
 describe.runIf(isRoot && hasBuild && hasReference)('conf/ bridge examples run through the chain (podnet-bridge → stock portmap)', () => {
   let lab: BridgeLab;
   beforeAll(async () => {
@@ -91,16 +41,25 @@ describe.runIf(isRoot && hasBuild && hasReference)('conf/ bridge examples run th
     // The example as shipped, with the IPAM store in the lab instead of /var/lib/cni.
     const ipam = list.plugins[0]?.ipam as Obj;
     if (ipam.type) ipam.dataDir = lab.dataDir;
-    const rt = new ChainRuntime(lab, list);
+    const runtime = lab.runtime();
     const [server, client] = [await lab.pod(), await lab.pod()];
-    const ports = { portMappings: [{ hostPort: 18080, containerPort: 8080, protocol: 'tcp' }] };
     const tag = f.replace(/^bridge-|\.conflist$/g, '').replace(/-/g, '');
-    const [srvId, cliId] = [`pbrsrv${tag}`, `pbrcli${tag}`];
-    const rs = await rt.add(srvId, server, ports);
-    const rc = await rt.add(cliId, client);
+    const srv: RuntimeConf = {
+      containerId: `pbrsrv${tag}`,
+      netns: server.path,
+      ifName: 'eth0',
+      capabilityArgs: { portMappings: [{ hostPort: 18080, containerPort: 8080, protocol: 'tcp' }] },
+    };
+    const cli: RuntimeConf = { containerId: `pbrcli${tag}`, netns: client.path, ifName: 'eth0' };
+    const rs = await runtime.add(list, srv);
+    await runtime.add(list, cli);
     expect((rs.interfaces as Obj[])[2]).toMatchObject({ name: 'eth0', sandbox: server.path });
-    await rt.check(srvId, server, rs, ports);
-    await rt.check(cliId, client, rc);
+    // Debian's portmap 1.1.1 CHECK of a pod with port mappings always fails on its IPv6 DNAT
+    // chain (missing for IPv4-only pods, checked against the IPv4 rules for dual-stack ones):
+    // the same happens chained after the reference bridge, so it is not ours to fix.
+    const portmapQuirk = (e: CniPluginError) => e.plugin === 'portmap' && /could not check ipv6 dnat/.test(e.message);
+    await runtime.check(list, srv, portmapQuirk);
+    await runtime.check(list, cli);
 
     if (ipam.type) {
       const ips = (rs.ips as Obj[]).map((i) => String(i.address).split('/')[0] as string);
@@ -119,15 +78,15 @@ describe.runIf(isRoot && hasBuild && hasReference)('conf/ bridge examples run th
       expect(links).toHaveLength(2);
     }
 
-    await rt.del(srvId, server, rs, ports);
-    await rt.del(cliId, client, rc);
-    // Again, as runtimes do after a restart: no prevResult this time.
-    await rt.del(srvId, server, undefined, ports);
+    await runtime.del(list, srv);
+    await runtime.del(list, cli);
+    // Again, as runtimes do after a restart: the cached result is gone, so no prevResult.
+    await runtime.del(list, srv);
     const bridgeName = String(list.plugins[0]?.bridge);
     expect(await lab.node.ipJson<Obj[]>(['link', 'show', 'master', bridgeName])).toEqual([]);
     expect((await lab.nftRules()).filter((r) => String(r.comment).includes(`net=${list.name} `))).toEqual([]);
     const ipt = await lab.iptablesSave();
-    expect(ipt).not.toContain(srvId);
+    expect(ipt).not.toContain(srv.containerId);
     expect(ipt).not.toMatch(/-A CNI-DN-/);
     if (ipam.type) {
       expect(readdirSync(join(lab.dataDir, list.name)).filter((x) => /^\d|^fd/.test(x))).toEqual([]);

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { DIST_BIN, REFERENCE_BIN, REPO_ROOT } from '../../helpers/env.js';
 import { FABRIC_V4, type FabricNode, createFabric } from '../../helpers/fabric.js';
-import { CniRuntime, type NetworkList, type RuntimeConf } from './runtime.js';
+import { CniRuntime, type NetworkList, type RuntimeConf } from '../../helpers/cni-runtime.js';
 
 /**
  * A kind-style cluster made of network namespaces, nothing in the root namespace: the fabric of

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -73,18 +73,20 @@ export interface CniRuntimeOptions {
   node: string;
 }
 
-export class CniRuntime {
-  private readonly versionCache = new Map<string, string[]>();
+/** supportedVersions per plugin executable (resolved path), asked once per process. */
+const versionCache = new Map<string, string[]>();
 
+export class CniRuntime {
   constructor(private readonly opts: CniRuntimeOptions) {}
 
   /** A plugin's supportedVersions (CNI VERSION), asked once. */
   pluginVersions(type: string): string[] {
-    let v = this.versionCache.get(type);
+    const file = realpathSync(this.findPlugin(type));
+    let v = versionCache.get(file);
     if (!v) {
-      const r = spawnSync(this.findPlugin(type), [], { input: '{}', env: { CNI_COMMAND: 'VERSION' }, encoding: 'utf8' });
+      const r = spawnSync(file, [], { input: '{}', env: { CNI_COMMAND: 'VERSION' }, encoding: 'utf8', argv0: type });
       v = (JSON.parse(r.stdout) as { supportedVersions: string[] }).supportedVersions;
-      this.versionCache.set(type, v);
+      versionCache.set(file, v);
     }
     return v;
   }

@@ -52,6 +52,8 @@ export interface LabState {
   pods: Pod[];
   /** Probe servers outside the cluster (in the fabric namespace). */
   pids: number[];
+  /** Pods made so far: numbers pod namespaces uniquely, parallel ADDs included. */
+  seq: number;
 }
 
 export interface LabOptions {
@@ -91,7 +93,7 @@ export class Lab {
       throw new Error(`a lab named ${opts.prefix} already exists (${dir}); remove it with: npm run demo -- --down`);
     }
     mkdirSync(dir, { recursive: true });
-    const state: LabState = { prefix: opts.prefix, dir, fabric: `${opts.prefix}fab`, nodes: [], pods: [], pids: [] };
+    const state: LabState = { prefix: opts.prefix, dir, fabric: `${opts.prefix}fab`, nodes: [], pods: [], pids: [], seq: 0 };
     const lab = new Lab(state, log);
     lab.save();
     try {
@@ -268,8 +270,8 @@ export class Lab {
   /** Create a pod sandbox on `node` and run the node's conflist ADD for it. */
   async addPod(node: LabNode, name: string, list?: NetworkList): Promise<Pod> {
     const conf = list ?? (JSON.parse(readFileSync(this.conflistFile(node), 'utf8')) as NetworkList);
-    const idx = this.state.pods.filter((p) => p.node === node.name).length + 1;
-    const ns = `${node.ns}p${idx}${Math.random().toString(36).slice(2, 5)}`;
+    this.state.seq += 1;
+    const ns = `${node.ns}p${this.state.seq}`;
     const pod: Pod = { name, node: node.name, ns, containerId: `${name}-${Math.random().toString(16).slice(2, 10)}`, ip: '', ifName: 'eth0' };
     await ip(['netns', 'add', ns]);
     this.state.pods.push(pod);

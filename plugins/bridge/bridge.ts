@@ -1,4 +1,5 @@
 import { closeSync, existsSync, openSync, readSync } from 'node:fs';
+import { PluginNotFoundError } from '../cni/delegate.js';
 import type { CmdArgs, GcArgs, PluginFuncs } from '../cni/dispatch.js';
 import { CniError, ErrorCode, causeText, isCniError, wrapError } from '../cni/errors.js';
 import type { Interface, Result } from '../cni/types.js';
@@ -101,7 +102,14 @@ export function createBridgePlugin(overrides: Partial<BridgeDeps> = {}): PluginF
     },
     async status(args) {
       const { ipam } = load(args);
-      if (ipam) await ipam.status(args);
+      if (!ipam) return;
+      try {
+        await ipam.status(args);
+      } catch (e) {
+        // No IPAM plugin installed: the network cannot serve ADD (the spec's "not available").
+        if (e instanceof PluginNotFoundError) throw new CniError(ErrorCode.PluginNotAvailable, e.message, 'ipam');
+        throw e;
+      }
     },
   };
 }

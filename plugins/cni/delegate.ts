@@ -6,6 +6,14 @@ import { CniError, ErrorCode } from './errors.js';
 import { parseResult } from './result.js';
 import type { Result } from './types.js';
 
+/** A plugin that is not in CNI_PATH: code 7 for ADD/DEL/CHECK; STATUS reports it as code 50. */
+export class PluginNotFoundError extends CniError {
+  constructor(type: string, paths: readonly string[]) {
+    super(ErrorCode.InvalidNetworkConfig, `failed to find plugin "${type}" in path [${paths.join(' ')}]`);
+    this.name = 'PluginNotFoundError';
+  }
+}
+
 /** Find an executable plugin named `type` in the CNI_PATH directories, as libcni does. */
 export function findInPath(type: string, paths: readonly string[]): string {
   if (!type || type.includes('/')) {
@@ -20,7 +28,7 @@ export function findInPath(type: string, paths: readonly string[]): string {
       // not in this directory
     }
   }
-  throw new CniError(ErrorCode.InvalidNetworkConfig, `failed to find plugin "${type}" in path [${paths.join(' ')}]`);
+  throw new PluginNotFoundError(type, paths);
 }
 
 /**

@@ -338,6 +338,21 @@ describe.runIf(isRoot && hasBuild && hasReference)('podnet-bridge in a node name
     expect((await lab.run('podnet-bridge', 'STATUS', conf)).code).toBe(0);
   });
 
+  it('STATUS reports an IPAM that is missing or exhausted as not available (code 50)', async () => {
+    const missing = await lab.run('podnet-bridge', 'STATUS', bridgeConf(lab, { version: '1.1.0', name: 'pbrst1', ipamType: 'pbr-no-such-ipam' }));
+    expect(missing.code).not.toBe(0);
+    expect(missing.json).toMatchObject({ code: 50, msg: expect.stringContaining('pbr-no-such-ipam') });
+    // A /30 holds one address besides the gateway: one pod exhausts it.
+    const tiny = bridgeConf(lab, { version: '1.1.0', bridge: 'pbrbst', name: 'pbrst2', ranges: [[{ subnet: '10.98.0.0/30' }]] });
+    expect((await lab.run('podnet-bridge', 'STATUS', tiny)).code).toBe(0);
+    const id = lab.nextId();
+    expect((await lab.run('podnet-bridge', 'ADD', tiny, { id, netns: (await lab.pod()).path })).code).toBe(0);
+    const full = await lab.run('podnet-bridge', 'STATUS', tiny);
+    expect(full.json).toMatchObject({ code: 50 });
+    expect((await lab.run('podnet-bridge', 'DEL', tiny, { id })).code).toBe(0);
+    expect((await lab.run('podnet-bridge', 'STATUS', tiny)).code).toBe(0);
+  });
+
   it('works without a trusted /sys (plain nsenter into the node): falls back to ip', async () => {
     const pod = await lab.pod();
     const conf = bridgeConf(lab, { bridge: 'pbrbrs', name: 'pbrsys', ranges: [[{ subnet: '10.97.0.0/24' }]], extra: { isGateway: true } });

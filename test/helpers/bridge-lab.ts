@@ -1,9 +1,9 @@
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type PluginRun, runPlugin } from './cni.js';
+import { makeCniBinDir } from './cni-bin.js';
 import { CniRuntime } from './cni-runtime.js';
-import { DIST_BIN, REFERENCE_BIN } from './env.js';
 import { Netns } from './netns.js';
 
 /**
@@ -29,9 +29,7 @@ export class BridgeLab {
     const node = await Netns.create('pbrn');
     const dir = mkdtempSync(join(tmpdir(), 'pbr-lab-'));
     const lab = new BridgeLab(node, dir);
-    mkdirSync(lab.cniPath, { recursive: true });
-    for (const name of ['podnet-bridge', 'podnet-host-local']) symlinkSync(join(DIST_BIN, 'podnet'), join(lab.cniPath, name));
-    for (const name of ['bridge', 'host-local', 'portmap', 'loopback']) symlinkSync(join(REFERENCE_BIN, name), join(lab.cniPath, name));
+    makeCniBinDir(lab.cniPath);
     return lab;
   }
 

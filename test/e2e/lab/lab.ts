@@ -1,8 +1,9 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { DIST_BIN, REFERENCE_BIN, REPO_ROOT } from '../../helpers/env.js';
+import { makeCniBinDir } from '../../helpers/cni-bin.js';
+import { REPO_ROOT } from '../../helpers/env.js';
 import { FABRIC_V4, type FabricNode, createFabric } from '../../helpers/fabric.js';
 import { CniRuntime, type NetworkList, type RuntimeConf } from '../../helpers/cni-runtime.js';
 
@@ -59,13 +60,8 @@ export interface LabState {
 export interface LabOptions {
   prefix: string;
   nodes: number;
-  /** Bin dir with podnet-bridge, podnet-host-local (and podnet-routesync); default dist/bin. */
-  podnetBin?: string;
-  /** Network plugin pair to install: podnet's (default) or the reference plugins. */
-  plugins?: 'podnet' | 'reference';
   log?: (msg: string) => void;
 }
-
 
 export class Lab {
   private constructor(
@@ -108,7 +104,7 @@ export class Lab {
         state.nodes.push(node);
         lab.save();
         log(`node ${node.name}: namespace ${node.ns}, eth0 ${node.ip}/16, podCIDR ${node.podCidr}`);
-        lab.installPlugins(node, opts);
+        makeCniBinDir(node.binDir);
       }
       lab.writeNodesFile(state.nodes);
       return lab;
@@ -139,24 +135,6 @@ export class Lab {
       ipamDir: join(base, 'ipam'),
       logFile: join(base, 'routesync.log'),
     };
-  }
-
-  /** Per-node CNI bin dir: podnet's executables (links to the build) and the stock plugins. */
-  private installPlugins(node: LabNode, opts: LabOptions): void {
-    const podnetBin = opts.podnetBin ?? DIST_BIN;
-    const links: [string, string][] = [
-      ['podnet-bridge', join(podnetBin, 'podnet')],
-      ['podnet-host-local', join(podnetBin, 'podnet')],
-      ['podnet-routesync', join(podnetBin, 'podnet-routesync')],
-      ['bridge', join(REFERENCE_BIN, 'bridge')],
-      ['host-local', join(REFERENCE_BIN, 'host-local')],
-      ['portmap', join(REFERENCE_BIN, 'portmap')],
-      ['loopback', join(REFERENCE_BIN, 'loopback')],
-    ];
-    for (const [name, target] of links) {
-      if (!existsSync(target)) throw new Error(`cannot install ${name}: ${target} is missing (run npm run build; apt-get install containernetworking-plugins)`);
-      symlinkSync(target, join(node.binDir, name));
-    }
   }
 
   get nodesFile(): string {

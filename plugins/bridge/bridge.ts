@@ -126,9 +126,12 @@ function requireNetns(deps: BridgeDeps, netns: string): string {
 
 const failText = (r: IpBatchResult): string => r.failures.map((f) => f.message).join('; ') || r.stderr.trim() || `exit code ${r.code}`;
 
-/** Is `name` a bridge? undefined when it does not exist. Uses sysfs when it shows our namespace. */
-async function bridgeState(deps: BridgeDeps, name: string): Promise<{ exists: boolean; isBridge: boolean }> {
-  if (!deps.netdev.names().has(name)) return { exists: false, isBridge: false };
+/**
+ * Does link `name` exist, and is it a bridge? Uses sysfs when it shows our namespace. `links` is
+ * the namespace's link names when the caller has just read them.
+ */
+async function bridgeState(deps: BridgeDeps, name: string, links = deps.netdev.names()): Promise<{ exists: boolean; isBridge: boolean }> {
+  if (!links.has(name)) return { exists: false, isBridge: false };
   if (deps.netdev.sysfsTrusted()) return { exists: true, isBridge: deps.netdev.isBridge(name) };
   const r = await deps.ip.batch([`addr show dev ${name}`]);
   if (!r.ok) return { exists: false, isBridge: false };
@@ -141,13 +144,14 @@ const linkKind = (entry: Record<string, unknown> | undefined): string | undefine
 async function cmdAdd(deps: BridgeDeps, conf: BridgeConf, ipam: Ipam | undefined, args: CmdArgs): Promise<Result> {
   const netns = requireNetns(deps, args.netns);
   const hostVeth = calcHostVethName(args.containerId, args.ifName);
-  if (deps.netdev.names().has(hostVeth)) {
+  const links = deps.netdev.names();
+  if (links.has(hostVeth)) {
     throw new CniError(
       ErrorCode.DuplicateAttachment,
       `failed to add container "${args.containerId}" interface "${args.ifName}": already attached (host interface "${hostVeth}" exists)`,
     );
   }
-  const br = await bridgeState(deps, conf.bridge);
+  const br = await bridgeState(deps, conf.bridge, links);
   if (br.exists && !br.isBridge) {
     throw new CniError(ErrorCode.InvalidNetworkConfig, `failed to create bridge "${conf.bridge}": "${conf.bridge}" already exists but is not a bridge`, 'bridge');
   }

@@ -42,14 +42,14 @@ export function createIpam(type: string, deps: IpamDeps): Ipam {
     findInPath(type, args.path);
     return load();
   };
-  const execVerb = (verb: Exclude<Verb, 'VERSION'>, args: CmdArgs): Result | undefined =>
+  const execVerb = (verb: Exclude<Verb, 'VERSION'>, args: CmdArgs): Promise<Result | undefined> =>
     deps.exec(verb, type, args.stdinData, args.env, args.path);
 
   return {
     async add(args) {
       const funcs = await local(args);
       if (!funcs) {
-        const r = execVerb('ADD', args);
+        const r = await execVerb('ADD', args);
         if (!r) throw new Error(`IPAM plugin "${type}" returned no result`);
         return r;
       }
@@ -60,22 +60,22 @@ export function createIpam(type: string, deps: IpamDeps): Ipam {
     async del(args) {
       const funcs = await local(args);
       if (funcs) await funcs.del({ ...args, command: 'DEL' });
-      else execVerb('DEL', args);
+      else await execVerb('DEL', args);
     },
     async check(args) {
       const funcs = await local(args);
       if (funcs) await funcs.check({ ...args, command: 'CHECK' });
-      else execVerb('CHECK', args);
+      else await execVerb('CHECK', args);
     },
     async gc(args) {
       const funcs = await local(args);
       if (funcs) await funcs.gc({ ...args, command: 'GC' });
-      else execVerb('GC', args);
+      else await execVerb('GC', args);
     },
     async status(args) {
       const funcs = await local(args);
       if (funcs) await funcs.status({ ...args, command: 'STATUS' });
-      else execVerb('STATUS', args);
+      else await execVerb('STATUS', args);
     },
   };
 }

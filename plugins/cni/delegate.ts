@@ -1,6 +1,6 @@
 import { accessSync, constants } from 'node:fs';
 import { join } from 'node:path';
-import { runSync } from '../linux/exec.js';
+import { run } from '../linux/exec.js';
 import type { Env, Verb } from './dispatch.js';
 import { CniError, ErrorCode } from './errors.js';
 import { parseResult } from './result.js';
@@ -36,9 +36,15 @@ export function findInPath(type: string, paths: readonly string[]): string {
  * `verb`, `stdinData` on its stdin. Its error JSON comes back as a CniError with its own code;
  * an ADD result comes back decoded into the 1.x shape.
  */
-export function delegate(verb: Exclude<Verb, 'VERSION'>, type: string, stdinData: Buffer | string, env: Env, paths: readonly string[]): Result | undefined {
+export async function delegate(
+  verb: Exclude<Verb, 'VERSION'>,
+  type: string,
+  stdinData: Buffer | string,
+  env: Env,
+  paths: readonly string[],
+): Promise<Result | undefined> {
   const file = findInPath(type, paths);
-  const r = runSync(file, [], { input: stdinData, env: { ...env, CNI_COMMAND: verb } });
+  const r = await run(file, [], { input: stdinData, env: { ...env, CNI_COMMAND: verb } });
   if (r.code !== 0) throw decodeDelegateError(type, r.stdout, r.stderr, r.code);
   if (verb !== 'ADD') return undefined;
   let raw: unknown;

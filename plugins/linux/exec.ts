@@ -1,9 +1,12 @@
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { join } from 'node:path';
 
 /**
- * The one process runner on the plugin path. Synchronous on purpose: a plugin does one thing at
- * a time, and `spawnSync` starts ~15 ms faster than execa (architecture.md, start-up budget).
- * The daemon, lab and tests use execa instead.
+ * The one process runner on the plugin path, on bare `node:child_process.spawn` (execa costs
+ * ~15 ms of start-up, architecture.md). Asynchronous, so independent kernel work overlaps: the
+ * node batch runs while the IPAM answers, a veth is deleted (~20 ms in the kernel) while the
+ * address is released. The daemon, lab and tests use execa instead (ip-async.ts).
  */
 export interface RunResult {
   code: number;
@@ -31,25 +34,69 @@ export class CommandError extends Error {
   }
 }
 
-/** Run a command and return its exit code and output, whatever the code. */
-export function runSync(file: string, args: readonly string[], opts: RunOptions = {}): RunResult {
-  const r = spawnSync(file, args, {
-    input: opts.input ?? '',
-    env: opts.env as NodeJS.ProcessEnv | undefined,
-    encoding: 'utf8',
-    timeout: opts.timeout ?? 60_000,
-    maxBuffer: 64 * 1024 * 1024,
+/** Run a command; never rejects: the outcome (exit code 127 when it is missing) is in the result. */
+export function run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  return new Promise((resolve) => {
+    let child;
+    try {
+      child = spawn(file, args, {
+        env: opts.env as NodeJS.ProcessEnv | undefined,
+        stdio: ['pipe', 'pipe', 'pipe'],
+        timeout: opts.timeout ?? 60_000,
+      });
+    } catch (e) {
+      resolve({ code: 126, stdout: '', stderr: `${file}: ${(e as Error).message}` });
+      return;
+    }
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let settled = false;
+    const finish = (r: RunResult) => {
+      if (!settled) {
+        settled = true;
+        resolve(r);
+      }
+    };
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    child.on('error', (e: NodeJS.ErrnoException) => {
+      finish({ code: e.code === 'ENOENT' ? 127 : 126, stdout: '', stderr: `${file}: ${e.message}` });
+    });
+    child.on('close', (code, signal) => {
+      finish({
+        code: code ?? 128 + (signal ? 9 : 0),
+        stdout: Buffer.concat(out).toString('utf8'),
+        stderr: Buffer.concat(err).toString('utf8'),
+      });
+    });
+    // A child that exits before reading its input must not crash us with EPIPE.
+    child.stdin.on('error', () => {});
+    child.stdin.end(opts.input ?? '');
   });
-  if (r.error) {
-    const code = (r.error as NodeJS.ErrnoException).code;
-    return { code: code === 'ENOENT' ? 127 : 126, stdout: r.stdout ?? '', stderr: `${file}: ${r.error.message}` };
-  }
-  return { code: r.status ?? 128 + (r.signal ? 9 : 0), stdout: r.stdout, stderr: r.stderr };
 }
 
-/** Run a command; throw CommandError (stderr in the message) unless it exits 0. */
-export function run(file: string, args: readonly string[], opts: RunOptions = {}): string {
-  const r = runSync(file, args, opts);
-  if (r.code !== 0) throw new CommandError(`${file} ${args.join(' ')}`.slice(0, 200), r);
-  return r.stdout;
+/** Directories searched after PATH: runtimes do not always pass a PATH that holds the sbin ones. */
+const SYSTEM_DIRS = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
+const found = new Map<string, string | undefined>();
+
+/** Absolute path of a system tool (`ip`, `nft`, …), or undefined when it is not installed. */
+export function findBinary(name: string, pathEnv: string | undefined = process.env.PATH): string | undefined {
+  const key = `${name}\0${pathEnv ?? ''}`;
+  if (found.has(key)) return found.get(key);
+  let hit: string | undefined;
+  for (const dir of [...(pathEnv ?? '').split(':').filter(Boolean), ...SYSTEM_DIRS]) {
+    const candidate = join(dir, name);
+    try {
+      accessSync(candidate, constants.X_OK);
+      hit = candidate;
+      break;
+    } catch {
+      // not here
+    }
+  }
+  found.set(key, hit);
+  return hit;
 }
+
+/** Like findBinary, but a missing tool yields its bare name so the spawn reports ENOENT. */
+export const binary = (name: string): string => findBinary(name) ?? name;

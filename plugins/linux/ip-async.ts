@@ -3,7 +3,7 @@ import { CommandError, type RunResult } from './exec.js';
 
 /**
  * Asynchronous process runner for the long-running daemon (podnet-routesync), built on execa.
- * Plugins keep using the synchronous `run`/`runSync` from exec.ts; the daemon must never block
+ * Plugins use exec.ts's `run` (bare child_process, no execa start-up cost); the daemon must never block
  * its event loop (watch stream, /metrics) while `ip` or `nft` runs.
  *
  * `wrap` prefixes every command, e.g. `['ip', 'netns', 'exec', 'node1']`, so tests can drive

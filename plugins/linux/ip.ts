@@ -1,5 +1,4 @@
-import type { RunResult } from './exec.js';
-import { binary, runAsync } from './spawn.js';
+import { type RunResult, binary, run } from './exec.js';
 
 /**
  * iproute2 on the plugin path: every change is a line of one `ip -batch -` run, so a whole step
@@ -90,12 +89,12 @@ export class IprouteCli implements IpRunner {
         args = [...enter, ip, ...ipArgs];
       }
     }
-    return decodeBatch(await runAsync(file, args, { input: batchText(lines) }));
+    return decodeBatch(await run(file, args, { input: batchText(lines) }));
   }
 
   async bridgeBatch(lines: readonly string[], opts: { force?: boolean } = {}): Promise<IpBatchResult> {
     const args = [...(opts.force ? ['-force'] : []), '-batch', '-'];
-    return decodeBatch(await runAsync(binary('bridge'), args, { input: batchText(lines) }));
+    return decodeBatch(await run(binary('bridge'), args, { input: batchText(lines) }));
   }
 }
 

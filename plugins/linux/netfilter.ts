@@ -1,5 +1,4 @@
-import type { RunResult } from './exec.js';
-import { binary, findBinary, runAsync } from './spawn.js';
+import { type RunResult, binary, findBinary, run } from './exec.js';
 
 /**
  * nftables and iptables on the plugin path (the daemon has its own, execa-based, in
@@ -43,11 +42,11 @@ export class NetfilterCli implements Netfilter {
   }
 
   nftApply(script: string): Promise<RunResult> {
-    return runAsync(binary('nft'), ['-f', '-'], { input: script });
+    return run(binary('nft'), ['-f', '-'], { input: script });
   }
 
   async nftListTable(family: string, table: string): Promise<NftRule[] | undefined> {
-    const r = await runAsync(binary('nft'), ['-j', 'list', 'table', family, table]);
+    const r = await run(binary('nft'), ['-j', 'list', 'table', family, table]);
     if (r.code !== 0) {
       if (/No such file or directory|does not exist/i.test(r.stderr)) return undefined;
       throw new Error(`failed to list nftables table "${family} ${table}": ${r.stderr.trim() || `exit code ${r.code}`}`);
@@ -56,11 +55,11 @@ export class NetfilterCli implements Netfilter {
   }
 
   iptablesSaveNat(family: IpFamily): Promise<RunResult> {
-    return runAsync(binary(ipt(family, 'save')), ['-t', 'nat']);
+    return run(binary(ipt(family, 'save')), ['-t', 'nat']);
   }
 
   iptablesRestore(family: IpFamily, script: string): Promise<RunResult> {
-    return runAsync(binary(ipt(family, 'restore')), ['-w', '--noflush'], { input: script });
+    return run(binary(ipt(family, 'restore')), ['-w', '--noflush'], { input: script });
   }
 }
 

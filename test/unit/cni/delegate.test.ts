@@ -46,26 +46,26 @@ describe('findInPath', () => {
 describe('delegate', () => {
   const env = { PATH: process.env.PATH, CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'ctr1' };
 
-  it('runs ADD with our env and decodes the result into the 1.x shape', () => {
-    const r = delegate('ADD', 'echo-ipam', '{}', env, [dir]);
+  it('runs ADD with our env and decodes the result into the 1.x shape', async () => {
+    const r = await delegate('ADD', 'echo-ipam', '{}', env, [dir]);
     expect(r).toEqual({ cniVersion: '1.1.0', ips: [{ address: '10.9.0.2/24', gateway: 'ADD' }], dns: { domain: 'ctr1' } });
   });
 
-  it('sets CNI_COMMAND to the delegated verb and returns nothing for DEL', () => {
-    expect(delegate('DEL', 'echo-ipam', '{}', env, [dir])).toBeUndefined();
+  it('sets CNI_COMMAND to the delegated verb and returns nothing for DEL', async () => {
+    expect(await delegate('DEL', 'echo-ipam', '{}', env, [dir])).toBeUndefined();
   });
 
-  it('passes the delegate error code and message through', () => {
-    expect(() => delegate('ADD', 'failing-ipam', '{}', env, [dir])).toThrow(
+  it('passes the delegate error code and message through', async () => {
+    await expect(delegate('ADD', 'failing-ipam', '{}', env, [dir])).rejects.toThrow(
       expect.objectContaining({ code: 100, message: 'no IP addresses available', details: '10.9.0.0/24' }),
     );
   });
 
-  it('turns a crash without error JSON into 999 with its stderr', () => {
-    expect(() => delegate('ADD', 'crashing-ipam', '{}', env, [dir])).toThrow(expect.objectContaining({ code: 999, message: expect.stringContaining('panic: oops') }));
+  it('turns a crash without error JSON into 999 with its stderr', async () => {
+    await expect(delegate('ADD', 'crashing-ipam', '{}', env, [dir])).rejects.toThrow(expect.objectContaining({ code: 999, message: expect.stringContaining('panic: oops') }));
   });
 
-  it('reports an undecodable result with code 6', () => {
-    expect(() => delegate('ADD', 'garbage-ipam', '{}', env, [dir])).toThrow(expect.objectContaining({ code: ErrorCode.DecodingFailure }));
+  it('reports an undecodable result with code 6', async () => {
+    await expect(delegate('ADD', 'garbage-ipam', '{}', env, [dir])).rejects.toThrow(expect.objectContaining({ code: ErrorCode.DecodingFailure }));
   });
 });

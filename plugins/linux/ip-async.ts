@@ -1,5 +1,6 @@
 import { execa } from 'execa';
 import { CommandError, type RunResult } from './exec.js';
+import { parseBatchStderr } from './ip.js';
 
 /**
  * Asynchronous process runner for the long-running daemon (podnet-routesync), built on execa.
@@ -79,20 +80,7 @@ export async function ipBatch(
   return { stdout: r.stdout, failures };
 }
 
-/** Exported for tests: stderr of `ip -force -batch` → line number → error text. */
+/** stderr of `ip -force -batch` → line number → error text (iproute2's own wording). */
 export function parseBatchFailures(stderr: string): Map<number, string> {
-  const failures = new Map<number, string>();
-  let pending: string[] = [];
-  for (const raw of stderr.split('\n')) {
-    const line = raw.trim();
-    if (!line) continue;
-    const m = /^Command failed (?:-|\S+):(\d+)$/.exec(line);
-    if (m) {
-      failures.set(Number(m[1]), pending.join('; ') || 'failed');
-      pending = [];
-    } else {
-      pending.push(line);
-    }
-  }
-  return failures;
+  return new Map(parseBatchStderr(stderr).failed.map((f) => [f.line, f.lines.join('; ') || 'failed']));
 }

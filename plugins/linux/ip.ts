@@ -113,22 +113,35 @@ export function decodeBatch(r: RunResult): IpBatchResult {
       // not JSON (a tool printing text): ignore
     }
   }
-  const failures: IpFailure[] = [];
-  let pending: string[] = [];
-  for (const line of r.stderr.split('\n')) {
-    const m = /^Command failed (?:-|\S+):(\d+)\s*$/.exec(line.trim());
-    if (m) {
-      failures.push({ line: Number(m[1]), message: cleanMessage(pending) });
-      pending = [];
-    } else if (line.trim()) {
-      pending.push(line.trim());
-    }
-  }
+  const { failed, rest } = parseBatchStderr(r.stderr);
+  const failures: IpFailure[] = failed.map((f) => ({ line: f.line, message: cleanMessage(f.lines) }));
   if (r.code !== 0 && failures.length === 0) {
     // Failed before running any line (bad argument, missing binary, nsenter or sysctl failure).
-    failures.push({ line: 0, message: cleanMessage(pending) || `exit code ${r.code}` });
+    failures.push({ line: 0, message: cleanMessage(rest) || `exit code ${r.code}` });
   }
   return { ok: r.code === 0 && failures.length === 0, outputs, failures, stderr: r.stderr, code: r.code };
+}
+
+/**
+ * stderr of `ip -batch` (also `ip -force -batch`, `bridge -batch`): iproute2 prints a failing
+ * line's errors, then `Command failed -:N`. Returns each failed line with its error lines, and the
+ * error lines that no trailer claimed (a failure before any line ran). Shared with the daemon.
+ */
+export function parseBatchStderr(stderr: string): { failed: { line: number; lines: string[] }[]; rest: string[] } {
+  const failed: { line: number; lines: string[] }[] = [];
+  let pending: string[] = [];
+  for (const raw of stderr.split('\n')) {
+    const line = raw.trim();
+    if (!line) continue;
+    const m = /^Command failed (?:-|\S+):(\d+)$/.exec(line);
+    if (m) {
+      failed.push({ line: Number(m[1]), lines: pending });
+      pending = [];
+    } else {
+      pending.push(line);
+    }
+  }
+  return { failed, rest: pending };
 }
 
 function cleanMessage(lines: string[]): string {

@@ -1,7 +1,9 @@
+import defaultTemplate from '../../conf/routesync-template.json' with { type: 'json' };
+
 /**
  * The CNI network configuration list this node's runtime uses, rendered (pure) from a template
- * and the node's podCIDRs and uplink MTU. The default template is conf/routesync-template.conflist
- * (a unit test keeps the two identical); `--conflist-template PATH` swaps in another one.
+ * and the node's podCIDRs and uplink MTU. The default template is conf/routesync-template.json
+ * (compiled in); `--conflist-template PATH` swaps in another one.
  *
  * Filled in per node, in the first plugin of type podnet-bridge:
  *  - `mtu`: the MTU of the interface that holds this node's InternalIP (left out when unknown,
@@ -18,30 +20,10 @@
 export const CONFLIST_NAME = '10-podnet.conflist';
 export const BRIDGE_TYPE = 'podnet-bridge';
 
-export const DEFAULT_TEMPLATE = {
-  cniVersion: '1.1.0',
-  cniVersions: ['1.0.0', '1.1.0'],
-  name: 'podnet',
-  plugins: [
-    {
-      type: 'podnet-bridge',
-      bridge: 'podnet0',
-      isGateway: true,
-      isDefaultGateway: true,
-      ipMasq: false,
-      hairpinMode: true,
-      mtu: 1500,
-      ipam: {
-        type: 'podnet-host-local',
-        ranges: [[{ subnet: '10.244.0.0/24' }]],
-        dataDir: '/run/cni/podnet-ipam',
-      },
-    },
-    { type: 'portmap', capabilities: { portMappings: true } },
-  ],
-} as const;
-
 export type ConflistTemplate = { plugins: Record<string, unknown>[] } & Record<string, unknown>;
+
+/** The built-in template: conf/routesync-template.json, bundled into the executable. */
+export const DEFAULT_TEMPLATE: Readonly<ConflistTemplate> = defaultTemplate;
 
 /** Check a template's shape; returns an error message or undefined. */
 export function checkTemplate(t: unknown): string | undefined {

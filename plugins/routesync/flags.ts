@@ -39,7 +39,7 @@ const FLAGS: FlagSpec[] = [
   { name: 'kubeconfig', key: 'kubeconfig', kind: 'string', value: 'PATH', help: 'kubeconfig to use instead of the in-cluster service account' },
   { name: 'nodes-file', key: 'nodesFile', kind: 'string', value: 'PATH', help: 'read Nodes from this JSON/YAML NodeList (re-read on change) instead of the API server' },
   { name: 'cni-conf-dir', key: 'cniConfDir', kind: 'string', value: 'DIR', help: 'where to write 10-podnet.conflist (default /etc/cni/net.d)' },
-  { name: 'conflist-template', key: 'conflistTemplate', kind: 'string', value: 'PATH', help: 'JSON conflist to fill in instead of the built-in one (conf/routesync-template.conflist)' },
+  { name: 'conflist-template', key: 'conflistTemplate', kind: 'string', value: 'PATH', help: 'JSON conflist to fill in instead of the built-in one (conf/routesync-template.json)' },
   { name: 'write-conflist', key: 'writeConflist', kind: 'bool', help: 'write the CNI config list (default true; --write-conflist=false to only route)' },
   {
     name: 'masquerade',

@@ -164,7 +164,7 @@ export class Lab {
    * filesystem here, so each gets the stock conflist template with its own IPAM store dir.
    */
   startRoutesync(node: LabNode): void {
-    const template = JSON.parse(readFileSync(join(REPO_ROOT, 'conf', 'routesync-template.conflist'), 'utf8')) as NetworkList;
+    const template = JSON.parse(readFileSync(join(REPO_ROOT, 'conf', 'routesync-template.json'), 'utf8')) as NetworkList;
     for (const plugin of template.plugins) {
       if (plugin.ipam && typeof plugin.ipam === 'object') (plugin.ipam as Record<string, unknown>).dataDir = node.ipamDir;
     }

@@ -9,8 +9,8 @@ import { REPO_ROOT, isRoot } from '../../helpers/env.js';
 const template = structuredClone(DEFAULT_TEMPLATE) as unknown as ConflistTemplate;
 
 describe('conflist template', () => {
-  it('the built-in template is conf/routesync-template.conflist', () => {
-    const file = JSON.parse(readFileSync(join(REPO_ROOT, 'conf', 'routesync-template.conflist'), 'utf8'));
+  it('the built-in template is conf/routesync-template.json', () => {
+    const file = JSON.parse(readFileSync(join(REPO_ROOT, 'conf', 'routesync-template.json'), 'utf8'));
     expect(file).toEqual(DEFAULT_TEMPLATE);
     expect(checkTemplate(file)).toBeUndefined();
   });

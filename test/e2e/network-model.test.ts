@@ -1,9 +1,10 @@
-import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import ipaddr from 'ipaddr.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasBuild, hasReference, isRoot } from '../helpers/env.js';
+import { reservations } from '../helpers/host-local.js';
+import { eventually } from '../helpers/wait.js';
 import { Lab, type LabNode, type Pod, probe, sleep } from './lab/lab.js';
 import type { NetworkList } from '../helpers/cni-runtime.js';
 
@@ -17,8 +18,7 @@ describe.runIf(isRoot && hasBuild && hasReference)('Kubernetes network model on 
   const lists = new Map<string, NetworkList>();
 
   const inCidr = (ip: string, cidr: string) => ipaddr.parse(ip).match(ipaddr.parseCIDR(cidr));
-  const storeFiles = (node: LabNode) =>
-    readdirSync(join(node.ipamDir, lists.get(node.name)!.name)).filter((f) => ipaddr.isValid(f));
+  const storeFiles = (node: LabNode) => Object.keys(reservations(node.ipamDir, lists.get(node.name)!.name));
 
   beforeAll(async () => {
     lab = await Lab.create({ prefix: `pe2e${process.pid.toString(36)}`, nodes: 3 });
@@ -169,11 +169,7 @@ describe.runIf(isRoot && hasBuild && hasReference)('Kubernetes network model on 
     const gone = lab.nodes[2]!;
     lab.writeNodesFile(lab.nodes.filter((n) => n !== gone));
     for (const node of lab.nodes.filter((n) => n !== gone)) {
-      const deadline = Date.now() + 10_000;
-      while ((await lab.routes(node)).some((r) => r.dst === gone.podCidr)) {
-        if (Date.now() > deadline) throw new Error(`${node.name} still routes ${gone.podCidr}`);
-        await sleep(50);
-      }
+      await eventually(`${node.name} to drop its route to ${gone.podCidr}`, async () => !(await lab.routes(node)).some((r) => r.dst === gone.podCidr), 10_000);
       // The surviving peer's route is still there.
       await lab.waitForRoutes(node, lab.nodes.filter((n) => n !== gone));
     }

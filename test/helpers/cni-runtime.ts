@@ -1,8 +1,8 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, realpathSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { execa } from 'execa';
+import { basename, join } from 'node:path';
+import { runPlugin } from './cni.js';
 
 /**
  * A small container runtime's CNI half, as libcni does it (the library containerd and CRI-O
@@ -76,19 +76,31 @@ export interface CniRuntimeOptions {
 /** supportedVersions per plugin executable (resolved path), asked once per process. */
 const versionCache = new Map<string, string[]>();
 
+/**
+ * The spec versions a plugin executable supports, asked the way libcni asks (CNI_COMMAND=VERSION),
+ * once per process. `argv0` is the name it runs as (podnet's multi-call executable needs it).
+ */
+export function pluginVersions(file: string, argv0 = basename(file)): string[] {
+  const real = realpathSync(file);
+  let v = versionCache.get(real);
+  if (!v) {
+    const r = spawnSync(real, [], { input: '{}', env: { CNI_COMMAND: 'VERSION' }, encoding: 'utf8', argv0 });
+    try {
+      v = (JSON.parse(r.stdout) as { supportedVersions?: string[] }).supportedVersions ?? [];
+    } catch {
+      v = [];
+    }
+    versionCache.set(real, v);
+  }
+  return v;
+}
+
 export class CniRuntime {
   constructor(private readonly opts: CniRuntimeOptions) {}
 
   /** A plugin's supportedVersions (CNI VERSION), asked once. */
   pluginVersions(type: string): string[] {
-    const file = realpathSync(this.findPlugin(type));
-    let v = versionCache.get(file);
-    if (!v) {
-      const r = spawnSync(file, [], { input: '{}', env: { CNI_COMMAND: 'VERSION' }, encoding: 'utf8', argv0: type });
-      v = (JSON.parse(r.stdout) as { supportedVersions: string[] }).supportedVersions;
-      versionCache.set(file, v);
-    }
-    return v;
+    return pluginVersions(this.findPlugin(type), type);
   }
 
   private version(list: NetworkList): string {
@@ -156,36 +168,24 @@ export class CniRuntime {
   }
 
   private async exec(verb: string, plugin: PluginConf, conf: unknown, rt: RuntimeConf | undefined): Promise<string> {
-    const env: Record<string, string> = {
-      PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
-      CNI_COMMAND: verb,
-      CNI_PATH: this.opts.binDirs.join(':'),
-    };
-    if (rt) {
-      env.CNI_CONTAINERID = rt.containerId;
-      env.CNI_NETNS = rt.netns;
-      env.CNI_IFNAME = rt.ifName;
-      env.CNI_ARGS = (rt.args ?? []).map(([k, v]) => `${k}=${v}`).join(';');
-    }
-    const file = this.findPlugin(plugin.type);
-    const r = await execa('ip', ['netns', 'exec', this.opts.node, file], {
-      input: JSON.stringify(conf),
-      env,
-      extendEnv: false,
-      reject: false,
-      timeout: 60_000,
-    });
-    if (r.exitCode !== 0) {
-      let code = -1;
-      let msg = r.stderr.trim() || r.stdout.trim();
-      try {
-        const e = JSON.parse(r.stdout) as { code: number; msg: string; details?: string };
-        code = e.code;
-        msg = e.details ? `${e.msg}; ${e.details}` : e.msg;
-      } catch {
-        // not an error JSON
+    const r = await runPlugin(
+      this.findPlugin(plugin.type),
+      {
+        command: verb,
+        path: this.opts.binDirs.join(':'),
+        node: this.opts.node,
+        ...(rt
+          ? { containerId: rt.containerId, netns: rt.netns, ifName: rt.ifName, args: (rt.args ?? []).map(([k, v]) => `${k}=${v}`).join(';') }
+          : {}),
+      },
+      conf,
+    );
+    if (r.code !== 0) {
+      const e = r.json as { code?: unknown; msg?: unknown; details?: unknown } | undefined;
+      if (typeof e?.code === 'number' && typeof e.msg === 'string') {
+        throw new CniPluginError(plugin.type, verb, e.code, typeof e.details === 'string' && e.details ? `${e.msg}; ${e.details}` : e.msg);
       }
-      throw new CniPluginError(plugin.type, verb, code, msg);
+      throw new CniPluginError(plugin.type, verb, -1, r.stderr.trim() || r.stdout.trim());
     }
     return r.stdout;
   }

@@ -11,8 +11,8 @@ export interface Invocation {
   args?: string;
   /** Extra or overriding env; a value of undefined removes the variable. */
   env?: Record<string, string | undefined>;
-  /** Run inside this namespace (the test's "node"), never the root one. */
-  node?: Netns;
+  /** Run inside this namespace (the test's "node", or its name), never the root one. */
+  node?: Netns | string;
   timeout?: number;
 }
 
@@ -38,7 +38,8 @@ export async function runPlugin(file: string, inv: Invocation, config: unknown):
   };
   const clean = Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined));
   const input = typeof config === 'string' ? config : JSON.stringify(config);
-  const cmd = inv.node ? ['ip', ['netns', 'exec', inv.node.name, file]] as const : [file, []] as const;
+  const node = typeof inv.node === 'string' ? inv.node : inv.node?.name;
+  const cmd = node ? (['ip', ['netns', 'exec', node, file]] as const) : ([file, []] as const);
   const r = await execa(cmd[0], [...cmd[1]], { input, env: clean, extendEnv: false, reject: false, timeout: inv.timeout ?? 60_000 });
   let json: Record<string, unknown> | undefined;
   try {

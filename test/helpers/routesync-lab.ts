@@ -7,6 +7,7 @@ import * as esbuild from 'esbuild';
 import { execa } from 'execa';
 import { type FakeNode, makeNode } from './fake-apiserver.js';
 import { REPO_ROOT } from './env.js';
+export { eventually } from './wait.js';
 import { FABRIC_V4, FABRIC_V6, type Fabric, type FabricNode, createFabric, destroyFabric } from './fabric.js';
 import { FakeApiServerProcess } from './fake-apiserver-process.js';
 import { Netns } from './netns.js';
@@ -178,21 +179,4 @@ export async function httpGetIn(ns: Netns, url: string): Promise<{ code: number;
   const script = `fetch(${JSON.stringify(url)}).then(async r => { process.stdout.write(JSON.stringify({ code: r.status, body: await r.text() })) }, e => { process.stdout.write(JSON.stringify({ code: 0, body: String(e) })) })`;
   const r = await execa('ip', ['netns', 'exec', ns.name, process.execPath, '-e', script], { timeout: 20_000 });
   return JSON.parse(r.stdout) as { code: number; body: string };
-}
-
-/** Poll until `f` resolves truthy. */
-export async function eventually<T>(what: string, f: () => Promise<T>, ms = 15_000, everyMs = 50): Promise<T> {
-  const until = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await f();
-      if (v) return v;
-      last = v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
 }

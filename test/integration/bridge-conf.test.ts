@@ -6,6 +6,7 @@ import type { NetConf } from '../../plugins/cni/types.js';
 import { BridgeLab } from '../helpers/bridge-lab.js';
 import type { CniPluginError, NetworkList, RuntimeConf } from '../helpers/cni-runtime.js';
 import { REPO_ROOT, hasBuild, hasReference, isRoot } from '../helpers/env.js';
+import { reservations } from '../helpers/host-local.js';
 
 type Obj = Record<string, unknown>;
 const CONF_DIR = join(REPO_ROOT, 'conf');
@@ -89,7 +90,7 @@ describe.runIf(isRoot && hasBuild && hasReference)('conf/ bridge examples run th
     expect(ipt).not.toContain(srv.containerId);
     expect(ipt).not.toMatch(/-A CNI-DN-/);
     if (ipam.type) {
-      expect(readdirSync(join(lab.dataDir, list.name)).filter((x) => /^\d|^fd/.test(x))).toEqual([]);
+      expect(Object.keys(reservations(lab.dataDir, list.name))).toEqual([]);
     }
   });
 });

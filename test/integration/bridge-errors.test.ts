@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BridgeLab, bridgeConf } from '../helpers/bridge-lab.js';
 import { hasBuild, hasReference, isRoot } from '../helpers/env.js';
 import type { Netns } from '../helpers/netns.js';
+import { reservations } from '../helpers/host-local.js';
 
 type Obj = Record<string, unknown>;
 
@@ -38,7 +39,7 @@ describe.runIf(isRoot && hasBuild && hasReference)('podnet-bridge DEL semantics,
   });
 
   const conf = () => bridgeConf(lab, { bridge: 'pbrbrd', name: 'pbrdel', ranges: [[{ subnet: '10.98.0.0/24' }]], extra: { isGateway: true, ipMasq: true } });
-  const held = () => readdirSync(join(lab.dataDir, 'pbrdel')).filter((f) => f.startsWith('10.98'));
+  const held = () => Object.keys(reservations(lab.dataDir, 'pbrdel'));
   const ours = async (id: string) => ({
     nft: (await lab.nftRules()).filter((x) => String(x.comment).includes(`id=${id}`)),
     ipt: (await lab.iptablesSave()).includes(id),

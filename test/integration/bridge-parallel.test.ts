@@ -1,9 +1,8 @@
-import { readdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BridgeLab, bridgeConf } from '../helpers/bridge-lab.js';
 import { hasBuild, hasReference, isRoot } from '../helpers/env.js';
 import type { Netns } from '../helpers/netns.js';
+import { reservations } from '../helpers/host-local.js';
 
 type Obj = Record<string, unknown>;
 const N = 50;
@@ -53,7 +52,7 @@ describe.runIf(isRoot && hasBuild && hasReference)('podnet-bridge under parallel
     expect(dels.filter((r) => r.code !== 0).map((r) => r.stdout)).toEqual([]);
     expect((await lab.links()).filter((l) => l.master === 'pbrbrx')).toEqual([]);
     expect((await lab.nftRules()).filter((r) => String(r.comment).includes('net=pbrpar'))).toEqual([]);
-    expect(readdirSync(join(lab.dataDir, 'pbrpar')).filter((f) => /^10\.100|^fd64/.test(f))).toEqual([]);
+    expect(Object.keys(reservations(lab.dataDir, 'pbrpar'))).toEqual([]);
     for (const p of pods.slice(0, 5)) expect(await p.ipJson<Obj[]>(['link', 'show', 'eth0']).catch(() => [])).toEqual([]);
   }, 180_000);
 });

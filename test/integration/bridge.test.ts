@@ -1,9 +1,10 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ALL_VERSIONS, hasBuild, hasReference, isRoot } from '../helpers/env.js';
 import { BridgeLab, bridgeConf } from '../helpers/bridge-lab.js';
 import type { Netns } from '../helpers/netns.js';
+import { reservations } from '../helpers/host-local.js';
 
 type Obj = Record<string, unknown>;
 const DUAL = [[{ subnet: '10.88.0.0/24' }], [{ subnet: 'fd88::/64' }]];
@@ -114,7 +115,7 @@ describe.runIf(isRoot && hasBuild && hasReference)('podnet-bridge in a node name
       expect((await lab.node.ipJson<Obj[]>(['link', 'show', 'master', 'pbrbrv'])).length).toBe(0);
       expect(await pod.ipJson<Obj[]>(['link', 'show', 'eth0']).catch(() => [])).toEqual([]);
       expect((await lab.nftRules()).filter((x) => String(x.comment).includes(`id=${id}`))).toEqual([]);
-      expect(readdirSync(join(lab.dataDir, 'pbrnet')).filter((f) => /^10\.88|^fd88/.test(f))).toEqual([]);
+      expect(Object.keys(reservations(lab.dataDir, 'pbrnet'))).toEqual([]);
     });
   });
 
@@ -196,7 +197,7 @@ describe.runIf(isRoot && hasBuild && hasReference)('podnet-bridge in a node name
       steps.push(dup.code);
       const again = await lab.run('podnet-bridge', 'ADD', conf, { id: 'pbrsame3', netns: (pods[0] as Netns).path, env: { PODNET_IPAM_EXEC: exec } });
       steps.push(again.code, (again.json?.ips as Obj[] | undefined)?.map((x) => x.address));
-      steps.push(readdirSync(join(lab.dataDir, `pbrinp${exec}`)).filter((f) => f.startsWith('10.')).sort());
+      steps.push(Object.keys(reservations(lab.dataDir, `pbrinp${exec}`)));
       for (const [i, p] of [['pbrsame2', pods[1]], ['pbrsame3', pods[0]]] as const) {
         await lab.run('podnet-bridge', 'DEL', conf, { id: i, netns: (p as Netns).path, env: { PODNET_IPAM_EXEC: exec } });
       }
@@ -333,7 +334,7 @@ describe.runIf(isRoot && hasBuild && hasReference)('podnet-bridge in a node name
     expect(gc.code).toBe(0);
     expect(await ours()).toEqual([expect.stringContaining(`id=${ids[1]}`)]);
     // GC went on to the IPAM: the first pod's reservation is gone, the second's kept.
-    const held = readdirSync(join(lab.dataDir, 'pbrgc')).filter((f) => f.startsWith('10.96'));
+    const held = Object.keys(reservations(lab.dataDir, 'pbrgc'));
     expect(held).toHaveLength(1);
     expect((await lab.run('podnet-bridge', 'STATUS', conf)).code).toBe(0);
   });

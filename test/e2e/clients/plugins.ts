@@ -1,8 +1,8 @@
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync } from 'node:fs';
-import { isIP } from 'node:net';
 import { join } from 'node:path';
+import { pluginVersions } from '../../helpers/cni-runtime.js';
 import { DIST_BIN, REFERENCE_BIN } from '../../helpers/env.js';
+import { reservations as storeReservations } from '../../helpers/host-local.js';
 
 /**
  * Which plugins the client suites drive. podnet's own by default (what these suites exist for);
@@ -43,24 +43,12 @@ export function makeBinDir(dir: string): string {
   return dir;
 }
 
-const stockVersions = new Map<string, string[]>();
-
 /**
  * Whether a stock plugin (loopback, portmap from Debian's containernetworking-plugins) supports a
  * spec version, asked the way libcni asks (CNI_COMMAND=VERSION). Debian 12's stop at 1.0.0.
  */
 export function stockSupports(plugin: (typeof STOCK)[number], version: string): boolean {
-  let versions = stockVersions.get(plugin);
-  if (!versions) {
-    const r = spawnSync(join(REFERENCE_BIN, plugin), [], { env: { CNI_COMMAND: 'VERSION' }, input: '{"cniVersion":"0.1.0"}', encoding: 'utf8' });
-    try {
-      versions = (JSON.parse(r.stdout) as { supportedVersions?: string[] }).supportedVersions ?? [];
-    } catch {
-      versions = [];
-    }
-    stockVersions.set(plugin, versions);
-  }
-  return versions.includes(version);
+  return pluginVersions(join(REFERENCE_BIN, plugin)).includes(version);
 }
 
 export interface ConflistOptions {
@@ -107,15 +95,12 @@ export interface Reservation {
  * `<containerID>\r\n<ifname>`), as ip → owner. Other files (lock, last_reserved_ip.N) are skipped.
  */
 export function reservations(dataDir: string, network: string): Map<string, Reservation> {
-  const dir = join(dataDir, network);
-  const out = new Map<string, Reservation>();
-  if (!existsSync(dir)) return out;
-  for (const name of readdirSync(dir)) {
-    if (isIP(name) === 0) continue;
-    const [containerId = '', ifName = ''] = readFileSync(join(dir, name), 'utf8').split(/\r?\n/);
-    out.set(name, { containerId: containerId.trim(), ifName: ifName.trim() });
-  }
-  return out;
+  return new Map(
+    Object.entries(storeReservations(dataDir, network)).map(([ip, content]) => {
+      const [containerId = '', ifName = ''] = content.split(/\r?\n/);
+      return [ip, { containerId: containerId.trim(), ifName: ifName.trim() }];
+    }),
+  );
 }
 
 /**

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { makeCniBinDir } from '../../helpers/cni-bin.js';
 import { REPO_ROOT } from '../../helpers/env.js';
+import { eventually } from '../../helpers/wait.js';
 import { FABRIC_V4, type FabricNode, createFabric } from '../../helpers/fabric.js';
 import { CniRuntime, type NetworkList, type RuntimeConf } from '../../helpers/cni-runtime.js';
 
@@ -200,26 +201,22 @@ export class Lab {
   /** Wait until routesync wrote the node's CNI config; returns it. */
   async waitForConflist(node: LabNode, timeoutMs = 20_000): Promise<NetworkList> {
     const file = this.conflistFile(node);
-    const deadline = Date.now() + timeoutMs;
-    while (!existsSync(file)) {
-      if (Date.now() > deadline) throw new Error(`node ${node.name}: podnet-routesync wrote no ${file} within ${timeoutMs} ms (log: ${node.logFile})`);
-      await sleep(50);
-    }
+    await eventually(`node ${node.name}: podnet-routesync to write ${file} (log: ${node.logFile})`, async () => existsSync(file), timeoutMs);
     return JSON.parse(readFileSync(file, 'utf8')) as NetworkList;
   }
 
   /** Wait until `node` has a route to every other node's podCIDR via that node's IP. */
   async waitForRoutes(node: LabNode, peers: LabNode[], timeoutMs = 20_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const routes = await this.routes(node);
-      const missing = peers.filter((p) => p !== node && !routes.some((r) => r.dst === p.podCidr && r.gateway === p.ip));
-      if (missing.length === 0) return;
-      if (Date.now() > deadline) {
-        throw new Error(`node ${node.name}: no route to ${missing.map((p) => p.podCidr).join(', ')} after ${timeoutMs} ms (log: ${node.logFile})`);
-      }
-      await sleep(50);
-    }
+    await eventually(
+      `node ${node.name}: routes to the peers' podCIDRs (log: ${node.logFile})`,
+      async () => {
+        const routes = await this.routes(node);
+        const missing = peers.filter((p) => p !== node && !routes.some((r) => r.dst === p.podCidr && r.gateway === p.ip));
+        if (missing.length) throw new Error(`no route to ${missing.map((p) => p.podCidr).join(', ')}`);
+        return true;
+      },
+      timeoutMs,
+    );
   }
 
   async routes(node: LabNode): Promise<{ dst: string; gateway?: string; protocol?: string }[]> {
@@ -317,13 +314,7 @@ export class Lab {
   }
 
   private async waitListening(ns: string, addr: string): Promise<void> {
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      const [r] = await probe(ns, [addr], 500);
-      if (r?.seen) return;
-      if (Date.now() > deadline) throw new Error(`probe server in ${ns} (${addr}:${PROBE_PORT}) did not start`);
-      await sleep(50);
-    }
+    await eventually(`the probe server in ${ns} (${addr}:${PROBE_PORT})`, async () => (await probe(ns, [addr], 500))[0]?.seen, 10_000);
   }
 
   get outsideAddress(): string {

@@ -45,6 +45,13 @@ export function createIpam(type: string, deps: IpamDeps): Ipam {
   const execVerb = (verb: Exclude<Verb, 'VERSION'>, args: CmdArgs): Promise<Result | undefined> =>
     deps.exec(verb, type, args.stdinData, args.env, args.path);
 
+  /** A verb without a result: in-process when podnet's host-local is the IPAM, else exec'd. */
+  async function forward<A extends CmdArgs>(verb: 'DEL' | 'CHECK' | 'GC' | 'STATUS', args: A, call: (f: PluginFuncs, a: A) => Promise<void>): Promise<void> {
+    const funcs = await local(args);
+    if (funcs) await call(funcs, { ...args, command: verb });
+    else await execVerb(verb, args);
+  }
+
   return {
     async add(args) {
       const funcs = await local(args);
@@ -57,25 +64,9 @@ export function createIpam(type: string, deps: IpamDeps): Ipam {
       const version = args.netConf.cniVersion;
       return parseResult(formatResult(await funcs.add({ ...args, command: 'ADD' }), version), version);
     },
-    async del(args) {
-      const funcs = await local(args);
-      if (funcs) await funcs.del({ ...args, command: 'DEL' });
-      else await execVerb('DEL', args);
-    },
-    async check(args) {
-      const funcs = await local(args);
-      if (funcs) await funcs.check({ ...args, command: 'CHECK' });
-      else await execVerb('CHECK', args);
-    },
-    async gc(args) {
-      const funcs = await local(args);
-      if (funcs) await funcs.gc({ ...args, command: 'GC' });
-      else await execVerb('GC', args);
-    },
-    async status(args) {
-      const funcs = await local(args);
-      if (funcs) await funcs.status({ ...args, command: 'STATUS' });
-      else await execVerb('STATUS', args);
-    },
+    del: (args) => forward('DEL', args, (f, a) => f.del(a)),
+    check: (args) => forward('CHECK', args, (f, a) => f.check(a)),
+    gc: (args) => forward('GC', args, (f, a) => f.gc(a)),
+    status: (args) => forward('STATUS', args, (f, a) => f.status(a)),
   };
 }

@@ -79,11 +79,22 @@ module_source() {
   local dir
   dir=$("$GO" mod download -json "$1" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
   [ -n "$dir" ] && [ -d "$dir" ] || die "go mod download $1 gave no source directory"
+  mkdir -p "$(dirname "$2")"
   cp -r "$dir" "$2"
   chmod -R u+w "$2"
 }
 
 # --- the builds: each writes executables into $1/bin, working in $1/src ---------------------------
+
+on_exit() {
+  local rc=$?
+  if [ -n "${BUILD_TMP:-}" ]; then
+    rm -rf "$BUILD_TMP"
+    echo "peers: building $BUILDING failed (exit $rc, see above); nothing was installed" >&2
+  fi
+}
+BUILDING='' BUILD_TMP=''
+trap on_exit EXIT
 
 build_cni-plugins() {
   local out=$1 pkgs=() d
@@ -222,14 +233,15 @@ build_peer() {
     return 0
   fi
   tmp=$(mktemp -d "$PEERS_DIR/.build-$name.XXXXXX")
+  chmod 755 "$tmp"
   mkdir -p "$tmp/bin"
   log "building $name $(peer_version "$name") (go $("$GO" env GOVERSION)) ..."
   start=$(secs)
-  if ! (set -e; "build_$name" "$tmp"); then
-    rm -rf "$tmp"
-    exec {fd}>&-
-    die "building $name failed (see above)"
-  fi
+  # A failing command anywhere in the build ends the script (set -e); the EXIT trap removes
+  # the half-made directory. The subshell keeps the build's cd to itself.
+  BUILDING=$name BUILD_TMP=$tmp
+  ("build_$name" "$tmp")
+  BUILDING='' BUILD_TMP=''
   end=$(secs)
   rm -rf "$tmp/src"
   peer_recipe "$name" >"$tmp/.complete"

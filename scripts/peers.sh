@@ -27,6 +27,8 @@ PEERS_DIR=${PODNET_PEERS_DIR:-/var/cache/podnet-peers}
 GO=${PODNET_GO:-/usr/local/go/bin/go}
 PEERS=(cni-plugins libcni cri-tools containerd etcd kubernetes)
 K8S_WRAPPER="$ROOT/test/peers/kubernetes"
+# The Kubernetes mains peers.sh builds (packages under k8s.io/kubernetes/); e2e.test is extra.
+K8S_TOOLS="cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler cmd/kubelet cmd/kube-proxy cmd/kubectl test/images/agnhost"
 LIBCNI_DRIVER="$ROOT/test/e2e/clients/libcni-driver"
 
 # Never let a go.mod's toolchain line download another Go; build flags every peer shares.
@@ -146,11 +148,20 @@ build_containerd() {
 }
 
 build_etcd() {
-  local out=$1
-  module_source "go.etcd.io/etcd/server/v3@$ETCD_VERSION" "$out/src/server"
-  module_source "go.etcd.io/etcd/etcdctl/v3@$ETCD_VERSION" "$out/src/etcdctl"
-  (cd "$out/src/server" && CGO_ENABLED=0 "$GO" build -trimpath -ldflags "-s -w" -o "$out/bin/etcd" .)
-  (cd "$out/src/etcdctl" && CGO_ENABLED=0 "$GO" build -trimpath -ldflags "-s -w" -o "$out/bin/etcdctl" .)
+  local out=$1 m
+  # etcd's modules replace each other with relative paths (one repository), which only work in
+  # its checkout; as dependencies of a scratch module those replaces are ignored and the
+  # released sibling modules (all at the same version) are used instead.
+  mkdir -p "$out/src" && cd "$out/src"
+  "$GO" mod init podnet.test/peers/etcd >/dev/null 2>&1
+  "$GO" get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" "go.etcd.io/etcd/etcdctl/v3@$ETCD_VERSION" >get.log 2>&1 ||
+    { cat get.log >&2; die "go get etcd $ETCD_VERSION failed"; }
+  for m in server etcdctl; do
+    [ "$("$GO" list -m -f '{{.Version}}' "go.etcd.io/etcd/$m/v3")" = "$ETCD_VERSION" ] ||
+      die "go.etcd.io/etcd/$m/v3 resolved to another version than $ETCD_VERSION"
+  done
+  CGO_ENABLED=0 "$GO" build -trimpath -ldflags "-s -w" -o "$out/bin/etcd" go.etcd.io/etcd/server/v3
+  CGO_ENABLED=0 "$GO" build -trimpath -ldflags "-s -w" -o "$out/bin/etcdctl" go.etcd.io/etcd/etcdctl/v3
 }
 
 # Generate the wrapper module's go.mod from k8s.io/kubernetes's own: the same go and godebug
@@ -172,6 +183,10 @@ generate_kubernetes_module() {
     grep -E '^godebug ' "$gomod" || true
     echo
     echo "require k8s.io/kubernetes $KUBERNETES_VERSION"
+    echo
+    # The mains built from this module (tool lines keep their dependencies in go.mod/go.sum).
+    local t
+    for t in $K8S_TOOLS; do echo "tool k8s.io/kubernetes/$t"; done
     echo
     echo "replace ("
     awk -v v="$staging_version" '
@@ -211,9 +226,9 @@ build_kubernetes() {
   done
   cd "$K8S_WRAPPER"
   # One go build for every main, so shared packages compile once.
-  CGO_ENABLED=0 "$GO" build -trimpath -mod=readonly -ldflags "$ldflags" -o "$out/bin/" \
-    $k/cmd/kube-apiserver $k/cmd/kube-controller-manager $k/cmd/kube-scheduler \
-    $k/cmd/kubelet $k/cmd/kube-proxy $k/cmd/kubectl $k/test/images/agnhost
+  local pkgs=() t
+  for t in $K8S_TOOLS; do pkgs+=("$k/$t"); done
+  CGO_ENABLED=0 "$GO" build -trimpath -mod=readonly -ldflags "$ldflags" -o "$out/bin/" "${pkgs[@]}"
   # The e2e binary: ours links the upstream RunE2ETests entry plus the network tests only.
   CGO_ENABLED=0 "$GO" test -c -trimpath -mod=readonly -ldflags "$ldflags" -o "$out/bin/e2e.test" ./e2e
 }

@@ -6,7 +6,8 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_TEMPLATE } from '../../plugins/routesync/conflist.js';
 import { runPlugin } from '../helpers/cni.js';
-import { DIST_BIN, REFERENCE_BIN, hasBuild, hasReference, isRoot } from '../helpers/env.js';
+import { DIST_BIN, debianCniBin, hasBuild, isRoot } from '../helpers/env.js';
+import { UPSTREAM_CNI_VERSION, upstreamCniBin } from '../helpers/peers.js';
 import { Netns } from '../helpers/netns.js';
 import { type DaemonHandle, FABRIC_V4, RoutesyncLab, eventually } from '../helpers/routesync-lab.js';
 
@@ -99,12 +100,22 @@ describe.runIf(isRoot && hasBuild)('pods on two nodes, routed by podnet-routesyn
     }
   });
 
-  it.runIf(hasReference)('the stock portmap accepts its entry of the conflist (at 1.0.0, the version an older libcni picks from cniVersions)', async () => {
+  // Debian 12's portmap (1.1.1) stops at 1.0.0: what a Debian node chains, and why the
+  // conflist must offer 1.0.0; kind's (upstream) portmap takes 1.1.0.
+  it.each([
+    ["Debian 12's portmap 1.1.1", '1.0.0', debianCniBin],
+    [`upstream portmap ${UPSTREAM_CNI_VERSION}`, '1.1.0', upstreamCniBin],
+  ] as const)('%s accepts its entry of the conflist at %s (ADD, then DEL)', async (_label, version, bin) => {
     const c = conflist(0);
-    const prev = { ...results[0], cniVersion: '1.0.0' };
-    const r = await runPlugin(join(REFERENCE_BIN, 'portmap'), { command: 'ADD', containerId: 'pod0', netns: pods[0]!.path, ifName: 'eth0', node: lab.nodes[0]!.ns }, { ...c.plugins[1], name: c.name, cniVersion: '1.0.0', prevResult: prev });
+    expect([c.cniVersion, ...(c.cniVersions ?? [])]).toContain(version);
+    const prev = { ...results[0], cniVersion: version };
+    const inv = { containerId: 'pod0', netns: pods[0]!.path, ifName: 'eth0', node: lab.nodes[0]!.ns };
+    const entry = { ...c.plugins[1], name: c.name, cniVersion: version, prevResult: prev };
+    const portmap = join(bin(), 'portmap');
+    const r = await runPlugin(portmap, { command: 'ADD', ...inv }, entry);
     expect(r.code, r.stdout + r.stderr).toBe(0);
-    expect(c.cniVersions).toContain('1.0.0');
+    const d = await runPlugin(portmap, { command: 'DEL', ...inv }, entry);
+    expect(d.code, d.stdout + d.stderr).toBe(0);
   });
 
   it('pod → pod across nodes arrives with the source pod\'s own IP (no NAT)', async () => {

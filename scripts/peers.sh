@@ -150,18 +150,19 @@ build_containerd() {
 build_etcd() {
   local out=$1 m
   # etcd's modules replace each other with relative paths (one repository), which only work in
-  # its checkout; as dependencies of a scratch module those replaces are ignored and the
-  # released sibling modules (all at the same version) are used instead.
-  mkdir -p "$out/src" && cd "$out/src"
-  "$GO" mod init podnet.test/peers/etcd >/dev/null 2>&1
-  "$GO" get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" "go.etcd.io/etcd/etcdctl/v3@$ETCD_VERSION" >get.log 2>&1 ||
-    { cat get.log >&2; die "go get etcd $ETCD_VERSION failed"; }
+  # its checkout; as the only requirement of a scratch module each, those replaces are ignored
+  # and the released sibling modules (all at the same version) are used instead. One scratch
+  # module per binary, so neither's dependency versions are raised by the other's.
   for m in server etcdctl; do
-    [ "$("$GO" list -m -f '{{.Version}}' "go.etcd.io/etcd/$m/v3")" = "$ETCD_VERSION" ] ||
-      die "go.etcd.io/etcd/$m/v3 resolved to another version than $ETCD_VERSION"
+    mkdir -p "$out/src/$m"
+    (cd "$out/src/$m" &&
+      "$GO" mod init "podnet.test/peers/etcd-$m" >/dev/null 2>&1 &&
+      { "$GO" get "go.etcd.io/etcd/$m/v3@$ETCD_VERSION" >get.log 2>&1 ||
+        { cat get.log >&2; die "go get go.etcd.io/etcd/$m/v3@$ETCD_VERSION failed"; }; } &&
+      { [ "$("$GO" list -m -f '{{.Version}}' go.etcd.io/etcd/api/v3)" = "$ETCD_VERSION" ] ||
+        die "go.etcd.io/etcd/api/v3 did not resolve to $ETCD_VERSION for $m"; } &&
+      CGO_ENABLED=0 "$GO" build -trimpath -ldflags "-s -w" -o "$out/bin/${m/server/etcd}" "go.etcd.io/etcd/$m/v3")
   done
-  CGO_ENABLED=0 "$GO" build -trimpath -ldflags "-s -w" -o "$out/bin/etcd" go.etcd.io/etcd/server/v3
-  CGO_ENABLED=0 "$GO" build -trimpath -ldflags "-s -w" -o "$out/bin/etcdctl" go.etcd.io/etcd/etcdctl/v3
 }
 
 # Generate the wrapper module's go.mod from k8s.io/kubernetes's own: the same go and godebug

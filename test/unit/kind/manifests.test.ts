@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
-import { parseCidr } from '../../../plugins/routesync/cidr.js';
-import { parseFlags } from '../../../plugins/routesync/flags.js';
-import { parseListenAddr } from '../../../plugins/routesync/server.js';
+import { parseCidr } from '../../../routesync/cidr.js';
+import { parseFlags } from '../../../routesync/flags.js';
+import { parseListenAddr } from '../../../routesync/server.js';
 import { REPO_ROOT } from '../../helpers/env.js';
 
 /**

@@ -2,8 +2,8 @@ import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, wr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CONFLIST_NAME, DEFAULT_TEMPLATE, calcConflist, checkTemplate, type ConflistTemplate } from '../../../plugins/routesync/conflist.js';
-import { writeConflistIfChanged } from '../../../plugins/routesync/reconcile-conflist.js';
+import { CONFLIST_NAME, DEFAULT_TEMPLATE, calcConflist, checkTemplate, type ConflistTemplate } from '../../../routesync/conflist.js';
+import { writeConflistIfChanged } from '../../../routesync/reconcile-conflist.js';
 import { REPO_ROOT, isRoot } from '../../helpers/env.js';
 
 const template = structuredClone(DEFAULT_TEMPLATE) as unknown as ConflistTemplate;

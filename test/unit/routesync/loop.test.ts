@@ -2,14 +2,14 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createLogger } from '../../../plugins/cni/log.js';
-import { DEFAULT_TEMPLATE, type ConflistTemplate } from '../../../plugins/routesync/conflist.js';
-import type { HostNet, KernelRoute } from '../../../plugins/routesync/host-net.js';
-import { RouteSyncLoop } from '../../../plugins/routesync/loop.js';
-import { Metrics } from '../../../plugins/routesync/metrics.js';
-import type { NodeSource, SourceHooks } from '../../../plugins/routesync/node-source.js';
-import { NoMasq } from '../../../plugins/routesync/reconcile-masq.js';
-import type { LocalAddress, NodeLike, Reachability } from '../../../plugins/routesync/types.js';
+import { createLogger } from '../../../lib/cni/log.js';
+import { DEFAULT_TEMPLATE, type ConflistTemplate } from '../../../routesync/conflist.js';
+import type { HostNet, KernelRoute } from '../../../routesync/host-net.js';
+import { RouteSyncLoop } from '../../../routesync/loop.js';
+import { Metrics } from '../../../routesync/metrics.js';
+import type { NodeSource, SourceHooks } from '../../../routesync/node-source.js';
+import { NoMasq } from '../../../routesync/reconcile-masq.js';
+import type { LocalAddress, NodeLike, Reachability } from '../../../routesync/types.js';
 
 /** An in-memory main routing table that understands the daemon's batch lines. */
 class FakeNet implements HostNet {

@@ -1,4 +1,4 @@
-import defaultTemplate from '../../conf/routesync-template.json' with { type: 'json' };
+import defaultTemplate from '../conf/routesync-template.json' with { type: 'json' };
 
 /**
  * The CNI network configuration list this node's runtime uses, rendered (pure) from a template

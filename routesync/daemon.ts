@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import { createLogger, type Logger } from '../cni/log.js';
-import { createAsyncRunner } from '../linux/ip-async.js';
+import { createLogger, type Logger } from '../lib/cni/log.js';
+import { createAsyncRunner } from '../lib/linux/ip-async.js';
 import { type ConflistTemplate, DEFAULT_TEMPLATE, checkTemplate } from './conflist.js';
 import { type Options, helpText, parseFlags } from './flags.js';
 import { IprouteCli } from './host-net.js';

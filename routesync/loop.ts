@@ -1,4 +1,4 @@
-import type { Logger } from '../cni/log.js';
+import type { Logger } from '../lib/cni/log.js';
 import { ensureBrNetfilter } from './br-netfilter.js';
 import { CONFLIST_NAME, type ConflistTemplate, calcConflist } from './conflist.js';
 import { calcDesired, calcPeerAddresses } from './desired.js';

@@ -198,9 +198,11 @@ export class CriLab {
     });
   }
 
-  /** Host-side veths in the node namespace. */
+  /** The pods' host-side veths: the ports of podnet's bridge in the node namespace. */
   async veths(): Promise<string[]> {
-    return (await this.node.ipJson<{ ifname: string }[]>(['link', 'show', 'type', 'veth'])).map((l) => l.ifname);
+    const r = await this.node.exec('ip', ['-j', 'link', 'show', 'master', BRIDGE], { reject: false });
+    if (r.exitCode !== 0) return [];
+    return (JSON.parse(r.stdout || '[]') as { ifname: string }[]).map((l) => l.ifname);
   }
 
   /** Files go-cni keeps in its result cache (`/var/lib/cni/results` inside the node). */

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { Background } from './containerd.js';
 import type { Netns } from '../../helpers/netns.js';
+import { REPO_ROOT } from '../../helpers/env.js';
 import { peerBin } from '../../helpers/peers.js';
 
 /**
@@ -22,7 +23,8 @@ import { peerBin } from '../../helpers/peers.js';
  *   cgroup parent, which `destroy()` empties and removes.
  */
 
-const MOUNTS_SCRIPT = join(import.meta.dirname, 'cni-mounts.sh');
+// By the repo root, not import.meta.dirname: the bench runs this file bundled elsewhere.
+const MOUNTS_SCRIPT = join(REPO_ROOT, 'test', 'e2e', 'clients', 'cni-mounts.sh');
 /** go-cni's result cache: libcni's default, which containerd's CRI plugin does not change. */
 export const CNI_CACHE_DIR = '/var/lib/cni';
 const SHIM_STATE_DIR = '/run/containerd';

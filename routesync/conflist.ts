@@ -68,6 +68,12 @@ export interface ChainVersions {
   dropped: { version: string; plugins: string[] }[];
 }
 
+/** The bridge the template's podnet-bridge plugin makes (the plugin's default: cni0). */
+export function bridgeName(template: ConflistTemplate): string {
+  const bridge = template.plugins.find((p) => p.type === BRIDGE_TYPE);
+  return typeof bridge?.bridge === 'string' && bridge.bridge !== '' ? bridge.bridge : 'cni0';
+}
+
 /** Plugin types of a template's chain, in order, each once. */
 export function chainTypes(template: ConflistTemplate): string[] {
   return [...new Set(template.plugins.map((p) => p.type).filter((t): t is string => typeof t === 'string'))];

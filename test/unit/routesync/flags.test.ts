@@ -1,5 +1,8 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { helpText, parseDuration, parseFlags } from '../../../routesync/flags.js';
+import { REPO_ROOT } from '../../helpers/env.js';
 
 describe('parseFlags', () => {
   it('defaults, with the node name from NODE_NAME', () => {
@@ -72,6 +75,17 @@ describe('helpText', () => {
       expect(text).toContain(`--${flag}`);
       expect(parseFlags(['--node-name', 'x', `--${flag}`], {})).not.toEqual({ ok: false, error: `unknown flag "--${flag}"` });
     }
+  });
+});
+
+describe('README', () => {
+  it("lists exactly the daemon's flags (--help aside)", () => {
+    const readme = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8');
+    const block = /### podnet-routesync\n+```\n([\s\S]*?)```/.exec(readme)?.[1] ?? '';
+    const listed = [...block.matchAll(/^ {2}--([a-z-]+)/gm)].map((m) => m[1]).sort();
+    const known = [...helpText().matchAll(/^ {2}--([a-z-]+)/gm)].map((m) => m[1]).filter((f) => f !== 'help').sort();
+    expect(listed.length).toBeGreaterThan(10);
+    expect(listed).toEqual(known);
   });
 });
 

@@ -2,6 +2,7 @@ import { watch as fsWatch, type FSWatcher } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { isJsonObject } from '../lib/cni/json.js';
 import type { NodeSource, SourceHooks } from './node-source.js';
 import type { NodeLike } from './types.js';
 
@@ -20,11 +21,11 @@ export function parseNodeList(text: string, origin: string): NodeLike[] {
   }
   let items: unknown;
   if (Array.isArray(doc)) items = doc;
-  else if (doc && typeof doc === 'object' && 'items' in doc) items = (doc as { items?: unknown }).items ?? [];
+  else if (isJsonObject(doc) && 'items' in doc) items = doc.items ?? [];
   if (!Array.isArray(items)) {
     throw new Error(`failed to parse nodes file "${origin}": expected a NodeList (an object with "items") or a list of Nodes`);
   }
-  const bad = items.findIndex((n) => n === null || typeof n !== 'object' || Array.isArray(n));
+  const bad = items.findIndex((n) => !isJsonObject(n));
   if (bad >= 0) {
     throw new Error(`failed to parse nodes file "${origin}": item ${bad} is ${JSON.stringify(items[bad]) ?? String(items[bad])}, not a Node object`);
   }

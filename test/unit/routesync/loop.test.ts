@@ -263,10 +263,10 @@ describe('RouteSyncLoop (fake kernel, fake source)', () => {
     expect(loop.status()).toMatchObject({ converged: false });
     expect(loop.status().problems).toEqual([expect.stringMatching(/^route conflict: 10\.244\.1\.0\/24 of node "b" is held by a route of another owner \(proto 4 via 172\.18\.0\.9 dev eth0\)/)]);
     expect(metrics.reconcileErrors.size).toBe(0); // nothing to retry: the other owner decides
-    expect(logs.filter((l) => l.msg.toString().startsWith('route conflict:'))).toHaveLength(1);
+    expect(logs.filter((l) => String(l.msg).startsWith('route conflict:'))).toHaveLength(1);
     loop.trigger(true);
     await waitFor('second pass', () => logs.filter((l) => l.msg === 'reconciled').length >= 2);
-    expect(logs.filter((l) => l.msg.toString().startsWith('route conflict:'))).toHaveLength(1); // logged once
+    expect(logs.filter((l) => String(l.msg).startsWith('route conflict:'))).toHaveLength(1); // logged once
     net.table = net.table.filter((r) => r.protocol !== '4');
     loop.trigger(true);
     await waitFor('converged', () => loop.status().converged);

@@ -329,6 +329,11 @@ export function calcDesired(input: DesiredInput): DesiredState {
         else reject(Reason.NoInternalIP, `node "${cand.name}" has no ${familyName(c.family)} InternalIP for podCIDR "${c.text}"`);
         continue;
       }
+      const bcast = directedBroadcast(input.localAddresses, via);
+      if (bcast) {
+        reject(Reason.InternalIPUnusable, `InternalIP ${via} is the broadcast address of ${bcast.net.text} on this node's interface ${bcast.a.ifname}: not a next hop`);
+        continue;
+      }
       const reach = input.reachability.get(via);
       if (!reach || !reach.ok) {
         reject(Reason.NotDirectlyReachable, `no route to InternalIP ${via}${reach && !reach.ok ? `: ${reach.error}` : ''}`);
@@ -371,6 +376,20 @@ function uplinkOf(addrs: readonly LocalAddress[], ips: readonly string[]): { ifn
   for (const ip of ips) {
     const a = addrs.find((x) => x.address === ip);
     if (a) return { ifname: a.ifname, mtu: a.mtu };
+  }
+  return undefined;
+}
+
+/** The IPv4 network of this node whose broadcast address `ip` is (the kernel refuses it as a
+ * gateway: "Nexthop has invalid gateway"). /31 and /32 have none. */
+function directedBroadcast(addrs: readonly LocalAddress[], ip: string): LocalNet | undefined {
+  if (ip.includes(':')) return undefined;
+  const p = parseCidr(`${ip}/32`);
+  if (!p.ok) return undefined;
+  for (const a of addrs) {
+    if (a.family !== 4 || a.prefix > 30) continue;
+    const net = networkOf(a.address, a.prefix);
+    if (net && net.end === p.value.start) return { a, net };
   }
   return undefined;
 }

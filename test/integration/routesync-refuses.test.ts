@@ -16,6 +16,7 @@ import { type DaemonHandle, RoutesyncLab, eventually, httpGetIn } from '../helpe
 const BAD: Record<string, { node: FakeNode; reason: string }> = {
   'bad-mcast-ip': { node: makeNode('bad-mcast-ip', { podCIDRs: ['10.244.50.0/24'], ips: ['224.0.0.5'] }), reason: 'InternalIPUnusable' },
   'bad-bcast-ip': { node: makeNode('bad-bcast-ip', { podCIDRs: ['10.244.51.0/24'], ips: ['255.255.255.255'] }), reason: 'InternalIPUnusable' },
+  'bad-dbcast-ip': { node: makeNode('bad-dbcast-ip', { podCIDRs: ['10.244.57.0/24'], ips: ['172.18.255.255'] }), reason: 'InternalIPUnusable' },
   'bad-ll6-ip': { node: makeNode('bad-ll6-ip', { podCIDRs: ['fd00:10:244:52::/64'], ips: ['fe80::52'] }), reason: 'InternalIPUnusable' },
   'bad-mcast': { node: makeNode('bad-mcast', { podCIDRs: ['224.0.0.0/4'], ips: ['172.18.0.53'] }), reason: 'PodCIDRReserved' },
   'bad-mcast6': { node: makeNode('bad-mcast6', { podCIDRs: ['ff02::/16'], ips: ['fc00:f853:ccd:e793::54'] }), reason: 'PodCIDRReserved' },

@@ -118,6 +118,7 @@ describe('calcDesired: every rejection', () => {
     { name: 'InternalIP IPv6 link-local', nodes: [node('b', ['fd00:10:244:1::/64'], ['fe80::3'])], reason: 'InternalIPUnusable', message: /fe80::3 is link-local: not a next hop without a device/ },
     { name: 'InternalIP IPv4 link-local', nodes: [node('b', ['10.244.1.0/24'], ['169.254.3.3'])], reason: 'InternalIPUnusable', message: /link-local/ },
     { name: 'InternalIP unspecified', nodes: [node('b', ['10.244.1.0/24'], ['0.0.0.0'])], reason: 'InternalIPUnusable', message: /0\.0\.0\.0 is the unspecified/ },
+    { name: 'InternalIP the broadcast address of the node network', nodes: [node('b', ['10.244.1.0/24'], ['172.18.255.255'])], reason: 'InternalIPUnusable', message: /172\.18\.255\.255 is the broadcast address of 172\.18\.0\.0\/16 on this node's interface eth0/ },
     { name: 'InternalIP loopback', nodes: [node('b', ['10.244.1.0/24'], ['127.0.0.1'])], reason: 'InternalIPUnusable', message: /loopback/ },
   ];
   for (const c of cases) {

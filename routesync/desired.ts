@@ -127,7 +127,7 @@ export function calcPeerAddresses(nodes: readonly NodeLike[], selfName: string, 
   for (const n of nodes) {
     const name = n?.metadata?.name;
     if (!name || name === selfName) continue;
-    const { ip } = memo?.peek(n, name)?.ips ?? internalIPs(n);
+    const { ip } = memo ? memo.ips(n) : internalIPs(n);
     if (ip[4]) out.add(ip[4]);
     if (ip[6]) out.add(ip[6]);
   }
@@ -167,51 +167,52 @@ function parsePodCIDRs(name: string, raw: string[], cluster: readonly Cidr[], re
   return out.sort((a, b) => a.cidr.family - b.cidr.family);
 }
 
-/** Parsed podCIDRs and InternalIPs of one Node object. */
-interface ParsedNode {
+/** Parsed podCIDRs of one Node object (they depend on its name and the cluster range). */
+interface ParsedCidrs {
   name: string;
   cluster: readonly Cidr[];
   raw: string[];
   cidrs: PodCidr[];
   cidrRejections: Rejection[];
-  ips: ReturnType<typeof internalIPs>;
   createdMs: number;
 }
+
+type NodeIps = ReturnType<typeof internalIPs>;
 
 /**
  * Parse results memoised by Node object identity, owned by whoever runs passes (the loop): a watch
  * replaces the object of a changed Node, so with 5,000 Nodes a pass after one change parses one
- * Node, not 5,000. (Node objects are never mutated in place by the sources.) An entry counts only
- * for the name and cluster range it was computed with.
+ * Node, not 5,000. (Node objects are never mutated in place by the sources.) podCIDR results
+ * count only for the name and cluster range they were computed with.
  */
 export class NodeMemo {
-  private readonly parsed = new WeakMap<object, ParsedNode>();
+  private readonly ipsOf = new WeakMap<object, NodeIps>();
+  private readonly cidrsOf = new WeakMap<object, ParsedCidrs>();
 
-  get(n: object, name: string, cluster: readonly Cidr[]): ParsedNode | undefined {
-    const hit = this.peek(n, name);
-    return hit?.cluster === cluster ? hit : undefined;
+  ips(n: NodeLike): NodeIps {
+    let hit = this.ipsOf.get(n);
+    if (!hit) {
+      hit = internalIPs(n);
+      this.ipsOf.set(n, hit);
+    }
+    return hit;
   }
 
-  /** Whatever cluster range: for the parts that do not depend on it (InternalIPs). */
-  peek(n: object, name: string): ParsedNode | undefined {
-    const hit = this.parsed.get(n);
-    return hit?.name === name ? hit : undefined;
-  }
-
-  set(n: object, p: ParsedNode): void {
-    this.parsed.set(n, p);
+  cidrs(n: NodeLike, name: string, cluster: readonly Cidr[]): ParsedCidrs {
+    let hit = this.cidrsOf.get(n);
+    if (!hit || hit.name !== name || hit.cluster !== cluster) {
+      hit = parseCidrsOf(n, name, cluster);
+      this.cidrsOf.set(n, hit);
+    }
+    return hit;
   }
 }
 
-function parseNode(n: NodeLike, name: string, cluster: readonly Cidr[], memo: NodeMemo | undefined): ParsedNode {
-  const hit = memo?.get(n, name, cluster);
-  if (hit) return hit;
+function parseCidrsOf(n: NodeLike, name: string, cluster: readonly Cidr[]): ParsedCidrs {
   const raw = rawPodCIDRs(n);
   const cidrRejections: Rejection[] = [];
   const cidrs = parsePodCIDRs(name, raw, cluster, cidrRejections);
-  const p: ParsedNode = { name, cluster, raw, cidrs, cidrRejections, ips: internalIPs(n), createdMs: createdMs(n) };
-  memo?.set(n, p);
-  return p;
+  return { name, cluster, raw, cidrs, cidrRejections, createdMs: createdMs(n) };
 }
 
 /** A network of one of this node's interfaces. */
@@ -280,6 +281,7 @@ export function calcDesired(input: DesiredInput): DesiredState {
   // addresses inside this node's own podCIDRs are this node's pods, handled by the podCIDR check.
   const { self, cidrs: selfCidrs, local } = calcSelf(input.nodes, input.selfName, { localAddresses: input.localAddresses, clusterCIDRs: cluster, podInterface: input.podInterface });
 
+  const broadcasts = directedBroadcasts(input.localAddresses);
   const taken = { 4: new DisjointCidrSet<string>(), 6: new DisjointCidrSet<string>() };
   for (const c of selfCidrs) taken[c.family].add(c, input.selfName);
 
@@ -298,13 +300,15 @@ export function calcDesired(input: DesiredInput): DesiredState {
     }
     seenNames.add(name);
     if (name === input.selfName) return;
-    const p = parseNode(n, name, cluster, input.memo);
+    const memo = input.memo;
+    const p = memo ? memo.cidrs(n, name, cluster) : parseCidrsOf(n, name, cluster);
+    const ips = memo ? memo.ips(n) : internalIPs(n);
     if (p.raw.length === 0) {
       rejections.push({ node: name, reason: Reason.NoPodCIDR, message: `node "${name}" has no podCIDR yet` });
       return;
     }
     rejections.push(...p.cidrRejections);
-    candidates.push({ name, order, createdMs: p.createdMs, cidrs: p.cidrs, internalIP: p.ips.ip, internalIPError: p.ips.error });
+    candidates.push({ name, order, createdMs: p.createdMs, cidrs: p.cidrs, internalIP: ips.ip, internalIPError: ips.error });
   });
   candidates.sort((a, b) => a.createdMs - b.createdMs || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 
@@ -329,7 +333,7 @@ export function calcDesired(input: DesiredInput): DesiredState {
         else reject(Reason.NoInternalIP, `node "${cand.name}" has no ${familyName(c.family)} InternalIP for podCIDR "${c.text}"`);
         continue;
       }
-      const bcast = directedBroadcast(input.localAddresses, via);
+      const bcast = c.family === 4 && broadcasts.size > 0 ? broadcasts.get(ipValue(via) ?? -1n) : undefined;
       if (bcast) {
         reject(Reason.InternalIPUnusable, `InternalIP ${via} is the broadcast address of ${bcast.net.text} on this node's interface ${bcast.a.ifname}: not a next hop`);
         continue;
@@ -380,16 +384,19 @@ function uplinkOf(addrs: readonly LocalAddress[], ips: readonly string[]): { ifn
   return undefined;
 }
 
-/** The IPv4 network of this node whose broadcast address `ip` is (the kernel refuses it as a
- * gateway: "Nexthop has invalid gateway"). /31 and /32 have none. */
-function directedBroadcast(addrs: readonly LocalAddress[], ip: string): LocalNet | undefined {
-  if (ip.includes(':')) return undefined;
-  const p = parseCidr(`${ip}/32`);
-  if (!p.ok) return undefined;
+/** This node's IPv4 networks by their broadcast address (the kernel refuses one as a gateway:
+ * "Nexthop has invalid gateway"). /31 and /32 have none. */
+function directedBroadcasts(addrs: readonly LocalAddress[]): Map<bigint, LocalNet> {
+  const out = new Map<bigint, LocalNet>();
   for (const a of addrs) {
     if (a.family !== 4 || a.prefix > 30) continue;
     const net = networkOf(a.address, a.prefix);
-    if (net && net.end === p.value.start) return { a, net };
+    if (net && !out.has(net.end)) out.set(net.end, { a, net });
   }
-  return undefined;
+  return out;
+}
+
+function ipValue(ip: string): bigint | undefined {
+  const p = parseCidr(`${ip}/${ip.includes(':') ? 128 : 32}`);
+  return p.ok ? p.value.start : undefined;
 }

@@ -17,25 +17,26 @@ import {
  * about reaching each peer → the routes to program, the rejections to report, this node's podCIDRs
  * (for its CNI config) and the cluster's pod CIDRs (for masquerade).
  *
- * Rules, in order, per node and podCIDR:
+ * Rules, per node and then per podCIDR, the first that applies giving the reason:
  *  - a node without a name, a second node with the same name → rejected whole;
  *  - no podCIDR yet → NoPodCIDR (nothing to route, not an error of the node);
  *  - podCIDRs from `spec.podCIDRs`, else `spec.podCIDR`; each must be a network address
- *    (PodCIDRMalformed; also for two of one family), a pod network (pod-network.ts: not a /0 or
- *    wider than a node's share → PodCIDRTooBroad; no multicast, loopback, link-local,
- *    unspecified or broadcast space → PodCIDRReserved) and inside the cluster's pod range when
- *    one is given (PodCIDROutsideCluster);
- *  - the InternalIP of the podCIDR's family (the first usable one listed): missing →
- *    NoInternalIP, unparseable → InternalIPMalformed, not a possible next hop (multicast,
- *    broadcast, link-local…) → InternalIPUnusable; the route to it must be on-link, without a
- *    gateway, and not local (NotDirectlyReachable);
- *  - the podCIDR must not overlap this node's own networks (interface addresses, except those
- *    of the pod bridge inside this node's podCIDRs: its gateway address), this node's
- *    podCIDRs, or a podCIDR already accepted (PodCIDROverlap). Nodes are taken oldest first
- *    (creationTimestamp, then name), so a newcomer can never take an existing node's routes.
- *  - this node's own podCIDRs pass the same podCIDR checks, must not overlap its other networks
- *    and must not hold its InternalIP: a podCIDR equal to the node network would hand pods the
- *    node's own address. A bad one leaves this node without a CNI config (self not ok).
+ *    (PodCIDRMalformed; also for two of one family) and not a /0 (PodCIDRTooBroad);
+ *  - it must not overlap this node's own networks (interface addresses, except those of the pod
+ *    bridge inside this node's podCIDRs: its gateway address) (PodCIDROverlap);
+ *  - it must be a pod network (pod-network.ts): no multicast, loopback, link-local, unspecified
+ *    or broadcast space (PodCIDRReserved), not wider than a node's share (PodCIDRTooBroad),
+ *    inside the cluster's pod range when one is given (PodCIDROutsideCluster);
+ *  - the InternalIP of its family (the first usable one listed): missing → NoInternalIP,
+ *    unparseable → InternalIPMalformed, not a possible next hop (multicast, broadcast — also a
+ *    network's of this node —, link-local…) → InternalIPUnusable; the route to it must be
+ *    on-link, without a gateway, and not local (NotDirectlyReachable);
+ *  - it must not overlap this node's podCIDRs or a podCIDR already accepted (PodCIDROverlap).
+ *    Nodes are taken oldest first (creationTimestamp, then name), so a newcomer can never take
+ *    an existing node's routes.
+ * This node's own podCIDRs pass the same podCIDR checks, and must not hold its InternalIP: a
+ * podCIDR equal to the node network would hand pods the node's own address. A bad one leaves
+ * this node without a CNI config (self not ok); peers are still routed.
  */
 export interface DesiredInput {
   nodes: readonly NodeLike[];

@@ -1,5 +1,5 @@
-import type { AsyncRunner } from '../lib/linux/ip-async.js';
-import { iptables, iptablesRestore, nftApply, nftJson, nftUsable, type IpFamilyTool } from '../lib/linux/netfilter-async.js';
+import type { Runner as AsyncRunner } from '../lib/linux/exec.js';
+import { iptables, iptablesRestore, nftApply, nftJson, nftUsable, type IptablesTool as IpFamilyTool } from '../lib/linux/netfilter.js';
 
 /**
  * Cluster-wide masquerade, one rule set per node: traffic from any pod CIDR of the cluster to a

@@ -1,4 +1,11 @@
-import { type Cidr, DisjointCidrSet, contains, networkOf, parseCidr, parseIp } from './cidr.js';
+import {
+  type Network as Cidr,
+  DisjointNetworkSet as DisjointCidrSet,
+  networkContains as contains,
+  networkOfAddress as networkOf,
+  parseNetwork as parseCidr,
+  checkIp as parseIp,
+} from '../lib/addr/addr.js';
 import {
   type DesiredRoute,
   type DesiredState,

@@ -251,8 +251,10 @@ export function parseNetwork(text: unknown): Parsed<Network> {
   const slash = text.indexOf('/');
   if (slash < 0 || slash !== text.lastIndexOf('/')) return { ok: false, error: `"${text}" is not in CIDR notation` };
   if (!parseIp(text.slice(0, slash))) return { ok: false, error: `"${text}": "${text.slice(0, slash)}" is not an IP address` };
+  const lenText = text.slice(slash + 1);
+  if (!PREFIX.test(lenText)) return { ok: false, error: `"${text}" has an invalid prefix length` };
   const c = parseCidr(text);
-  if (!c) return { ok: false, error: `"${text}" has an invalid prefix length` };
+  if (!c) return { ok: false, error: `"${text}" has a prefix length over ${text.slice(0, slash).includes(':') ? 128 : 32}` };
   if (!sameAddr(networkOf(c).addr, c.addr)) return { ok: false, error: `"${text}" has host bits set` };
   return { ok: true, value: toNetwork(c) };
 }

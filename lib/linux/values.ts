@@ -18,7 +18,7 @@ export function ifNameProblem(name: unknown): string | undefined {
   if (typeof name !== 'string') return 'not a string';
   if (name === '') return 'empty';
   const bytes = Buffer.byteLength(name, 'utf8');
-  if (bytes > IFNAME_MAX_BYTES) return `longer than ${IFNAME_MAX_BYTES} bytes (${bytes})`;
+  if (bytes > IFNAME_MAX_BYTES) return `longer than ${IFNAME_MAX_BYTES} characters (the kernel counts bytes: ${bytes})`;
   if (name === '.' || name === '..') return 'not a valid name';
   // \s covers the kernel's isspace and Unicode spaces (CNI's own check uses unicode.IsSpace).
   if (/[/:\s\u0085]/.test(name)) return "contains '/', ':' or whitespace";

@@ -159,7 +159,7 @@ export function loadBridgeConf(conf: NetConf, cniArgs: string): BridgeConf {
     invalid('disableContainerInterface', 'cannot use IPAM when the container interface is disabled');
   }
   if (out.vlan !== 0 && ifNameProblem(`${bridge}.${out.vlan}`) && out.isGateway) {
-    invalid('vlan', `gateway interface name "${bridge}.${out.vlan}" would be longer than 15 bytes`);
+    invalid('vlan', `gateway interface name "${bridge}.${out.vlan}" would be longer than 15 characters (bytes)`);
   }
 
   // MAC: CNI_ARGS < args.cni.mac < runtimeConfig.mac (upstream order).

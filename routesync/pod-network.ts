@@ -1,9 +1,9 @@
-import { type Cidr, contains, overlaps, parseCidr } from './cidr.js';
+import { type Network as Cidr, networkContains as contains, networksOverlap as overlaps, parseNetwork as parseCidr } from '../lib/addr/addr.js';
 import type { Family } from './types.js';
 
 /**
  * What may be a pod network and what may be a next hop, judged on the address alone (pure).
- * Built on cidr.ts's parsers, so moving to a shared address module changes imports only.
+ * Built on the shared address module's network parsers (lib/addr).
  *
  * A podCIDR becomes a route on every node (`<podCIDR> via <InternalIP>`) and the subnet of the
  * node's pods, so it must be ordinary unicast space: never multicast, loopback, link-local, the

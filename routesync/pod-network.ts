@@ -39,7 +39,6 @@ const NEVER: readonly Special[] = [
   special('255.255.255.255/32', 'the broadcast address'),
   special('::/128', 'the unspecified address'),
   special('::1/128', 'loopback'),
-  special('::ffff:0:0/96', 'IPv4-mapped'),
   special('fe80::/10', 'link-local'),
   special('ff00::/8', 'multicast'),
 ];

@@ -1,35 +1,17 @@
-import { basename } from 'node:path';
+import { CniError, ErrorCode, causeText } from '../lib/cni/errors.js';
+import { processIo } from '../lib/cni/run-main.js';
+import { CURRENT_VERSION } from '../lib/cni/version.js';
+import { multicall } from './multicall.js';
 
-/**
- * The multi-call executable: one binary, answering to each plugin's name (busybox-style), so an
- * install is one file plus links. Each plugin's module is loaded only when it is the one asked
- * for; `podnet <plugin>` works too.
- */
-const PLUGINS: Record<string, () => Promise<{ main(): Promise<number> }>> = {
-  'podnet-bridge': () => import('./bridge/main.js'),
-  'podnet-host-local': () => import('../ipam/host-local/main.js'),
-};
-
-async function start(): Promise<number> {
-  let name = basename(process.argv0 || process.argv[0] || '');
-  if (!(name in PLUGINS) && process.argv[2] && process.argv[2] in PLUGINS) {
-    name = process.argv[2];
-  }
-  const load = PLUGINS[name];
-  if (!load) {
-    process.stderr.write(`podnet: run as one of ${Object.keys(PLUGINS).join(', ')} (a link to this file), or as "podnet <plugin>"\n`);
-    return 2;
-  }
-  const plugin = await load();
-  return plugin.main();
-}
-
-start().then(
+/** The entry point of the multi-call executable (multicall.ts chooses the plugin, registry.ts lists them). */
+const io = processIo();
+multicall(process.argv0 || process.argv[0] || '', process.argv.slice(2), io).then(
   (code) => {
     process.exitCode = code;
   },
   (e: unknown) => {
-    process.stderr.write(`podnet: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    // Only a plugin that fails to load gets here (dispatch reports everything else): still JSON.
+    io.stdout(`${JSON.stringify(new CniError(ErrorCode.Internal, causeText(e)).toJSON(CURRENT_VERSION), null, 2)}\n`);
     process.exitCode = 1;
   },
 );

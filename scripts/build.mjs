@@ -8,7 +8,7 @@
 //   dist/bin/podnet-routesync   the daemon, its own executable so that no plugin invocation
 //                               ever loads the Kubernetes client
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,12 +19,18 @@ const require = createRequire(import.meta.url);
 const out = join(root, 'dist');
 const bin = join(out, 'bin');
 
+/** The plugin names, from the one list (plugins/registry.ts); its loaders are never called here. */
+async function pluginNames() {
+  const { code } = await esbuild.transform(readFileSync(join(root, 'plugins', 'registry.ts'), 'utf8'), { loader: 'ts', format: 'esm' });
+  return (await import(`data:text/javascript;base64,${Buffer.from(code).toString('base64')}`)).PLUGIN_NAMES;
+}
+
 /** name → entry; `links` are the plugin names a multi-call executable answers to. */
 export const EXECUTABLES = [
   {
     name: 'podnet',
     entry: 'plugins/podnet.ts',
-    links: ['podnet-bridge', 'podnet-host-local'],
+    links: await pluginNames(),
     // Start-up is most of a plugin's cost: proper-lockfile's graceful-fs (fs patching, stream,
     // util) and signal-exit (assert, signal hooks) are swapped for plain fs and a no-op.
     alias: { 'graceful-fs': 'fs', 'signal-exit': './scripts/shims/signal-exit.cjs' },

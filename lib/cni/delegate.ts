@@ -1,6 +1,5 @@
-import { accessSync, constants } from 'node:fs';
 import { join } from 'node:path';
-import { run } from '../linux/exec.js';
+import { isExecutable, processRunner, type Runner } from '../linux/exec.js';
 import type { Env, Verb } from './dispatch.js';
 import { CniError, ErrorCode } from './errors.js';
 import { parseResult } from './result.js';
@@ -14,22 +13,38 @@ export class PluginNotFoundError extends CniError {
   }
 }
 
-/** Find an executable plugin named `type` in the CNI_PATH directories, as libcni does. */
-export function findInPath(type: string, paths: readonly string[]): string {
+/** The seam of plugin lookup: where `type` is in `paths`, or a PluginNotFoundError. */
+export type FindInPath = (type: string, paths: readonly string[]) => string;
+
+/**
+ * Find an executable plugin named `type` in the CNI_PATH directories, as libcni does.
+ * `executable` is the file test (access(2) X_OK by default).
+ */
+export function findInPath(type: string, paths: readonly string[], executable: (file: string) => boolean = isExecutable): string {
   if (!type || type.includes('/')) {
     throw new CniError(ErrorCode.InvalidNetworkConfig, `invalid plugin type "${type}"`);
   }
-  for (const dir of paths) {
-    const candidate = join(dir, type);
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // not in this directory
-    }
-  }
-  throw new PluginNotFoundError(type, paths);
+  const hit = paths.map((dir) => join(dir, type)).find(executable);
+  if (hit === undefined) throw new PluginNotFoundError(type, paths);
+  return hit;
 }
+
+/** One delegated call: what the invoking plugin got, passed on. */
+export interface DelegateCall {
+  stdinData: Buffer | string;
+  env: Env;
+  /** CNI_PATH, split. */
+  paths: readonly string[];
+  /** The config's cniVersion: a result without its own `cniVersion` is read in it (libcni's fixupResultVersion). */
+  confVersion: string;
+}
+
+export interface DelegateDeps {
+  find: FindInPath;
+  runner: Runner;
+}
+
+const defaultDelegateDeps: DelegateDeps = { find: (type, paths) => findInPath(type, paths), runner: processRunner };
 
 /**
  * Run another plugin (an IPAM, usually) with the same contract: our env with CNI_COMMAND set to
@@ -39,12 +54,11 @@ export function findInPath(type: string, paths: readonly string[]): string {
 export async function delegate(
   verb: Exclude<Verb, 'VERSION'>,
   type: string,
-  stdinData: Buffer | string,
-  env: Env,
-  paths: readonly string[],
+  call: DelegateCall,
+  deps: DelegateDeps = defaultDelegateDeps,
 ): Promise<Result | undefined> {
-  const file = findInPath(type, paths);
-  const r = await run(file, [], { input: stdinData, env: { ...env, CNI_COMMAND: verb } });
+  const file = deps.find(type, call.paths);
+  const r = await deps.runner.run(file, [], { input: call.stdinData, env: { ...call.env, CNI_COMMAND: verb } });
   if (r.code !== 0) throw decodeDelegateError(type, r.stdout, r.stderr, r.code);
   if (verb !== 'ADD') return undefined;
   let raw: unknown;
@@ -53,7 +67,7 @@ export async function delegate(
   } catch {
     throw new CniError(ErrorCode.DecodingFailure, `failed to decode result of plugin "${type}": ${r.stdout.slice(0, 200)}`);
   }
-  return parseResult(raw, '1.1.0');
+  return parseResult(raw, call.confVersion);
 }
 
 function decodeDelegateError(type: string, stdout: string, stderr: string, code: number): CniError {

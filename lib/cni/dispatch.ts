@@ -59,8 +59,8 @@ export interface PluginIo {
 }
 
 export interface PluginInfo {
+  /** The plugin's name (its `"type"`), in every log line. */
   name: string;
-  about?: string;
 }
 
 /** Env each verb requires (upstream skel's table). */
@@ -186,7 +186,6 @@ function decodeConf(stdin: Buffer): NetConf {
   const c = conf as Record<string, unknown>;
   if (c.cniVersion === undefined || c.cniVersion === '') {
     c.cniVersion = DEFAULT_CONFIG_VERSION;
-    c.cniVersionDefaulted = true;
   } else if (typeof c.cniVersion !== 'string') {
     throw new CniError(ErrorCode.DecodingFailure, 'failed to decode network config: cniVersion must be a string');
   }

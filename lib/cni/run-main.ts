@@ -1,14 +1,14 @@
 import { readFileSync, writeSync } from 'node:fs';
-import { dispatch, type PluginFuncs, type PluginInfo } from './dispatch.js';
+import type { PluginIo } from './dispatch.js';
 
-/** The only place a plugin touches `process`: wire dispatch to the real env, stdin and stdout. */
-export function runMain(funcs: PluginFuncs, info: PluginInfo): Promise<number> {
-  return dispatch(funcs, info, {
+/** The only place a plugin touches `process`: dispatch's io wired to the real env, stdin and stdout. */
+export function processIo(): PluginIo {
+  return {
     env: process.env,
     readStdin: () => readStdinFully(),
     stdout: (text) => writeAll(1, text),
     stderr: (text) => writeAll(2, text),
-  });
+  };
 }
 
 function readStdinFully(): Buffer {

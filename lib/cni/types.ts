@@ -49,8 +49,6 @@ export interface Result {
 /** The fields every network configuration shares (SPEC.md "Network configuration"). */
 export interface NetConf {
   cniVersion: string;
-  /** True when the config said nothing and `cniVersion` is the 0.1.0 default. */
-  cniVersionDefaulted?: boolean;
   name: string;
   type: string;
   capabilities?: Record<string, boolean>;

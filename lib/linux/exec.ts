@@ -108,19 +108,19 @@ const found = new Map<string, string | undefined>();
 export function findBinary(name: string, pathEnv: string | undefined = process.env.PATH): string | undefined {
   const key = `${name}\0${pathEnv ?? ''}`;
   if (found.has(key)) return found.get(key);
-  let hit: string | undefined;
-  for (const dir of [...(pathEnv ?? '').split(':').filter(Boolean), ...SYSTEM_DIRS]) {
-    const candidate = join(dir, name);
-    try {
-      accessSync(candidate, constants.X_OK);
-      hit = candidate;
-      break;
-    } catch {
-      // not here
-    }
-  }
+  const hit = [...(pathEnv ?? '').split(':').filter(Boolean), ...SYSTEM_DIRS].map((dir) => join(dir, name)).find(isExecutable);
   found.set(key, hit);
   return hit;
+}
+
+/** May this process execute `file`? (access(2) with X_OK, as exec's own lookup.) */
+export function isExecutable(file: string): boolean {
+  try {
+    accessSync(file, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Like findBinary, but a missing tool yields its bare name so the spawn reports ENOENT. */

@@ -1,68 +1,61 @@
-import { delegate, findInPath } from '../../lib/cni/delegate.js';
-import type { CmdArgs, GcArgs, PluginFuncs, Verb } from '../../lib/cni/dispatch.js';
-import { formatResult, parseResult } from '../../lib/cni/result.js';
-import type { Result } from '../../lib/cni/types.js';
+import { type DelegateDeps, type FindInPath, delegate, findInPath } from '../../lib/cni/delegate.js';
+import type { CmdArgs, PluginFuncs, Verb } from '../../lib/cni/dispatch.js';
+import { processRunner } from '../../lib/linux/exec.js';
+import { IN_PROCESS_IPAM } from '../registry.js';
 
 /**
- * The bridge's IPAM: any CNI IPAM plugin, found through CNI_PATH and executed (upstream's
- * `ipam.ExecAdd`…), except podnet's own host-local, which runs in this process when its
- * executable is in CNI_PATH — same code, same config, same on-disk store, minus ~25 ms of
- * process start. `PODNET_IPAM_EXEC=1` forces the exec path (used to compare both).
+ * The bridge's IPAM, as one more set of CNI handlers: any CNI IPAM plugin, found through
+ * CNI_PATH and executed (upstream's `ipam.ExecAdd`…), except podnet's own IPAM plugins
+ * (plugins/registry.ts), which run in this process when their executable is in CNI_PATH — same
+ * code, same config, same on-disk store, minus one Node start-up. Their result is used as the
+ * handler returns it: an exec'd IPAM's result passes through the config version's JSON shape,
+ * which before 1.0.0 cannot carry route mtu/advmss/priority/table/scope, and before 0.3.0 only
+ * one address per family. `PODNET_IPAM_EXEC=1` forces the exec path (used to compare both).
  */
-export interface Ipam {
-  add(args: CmdArgs): Promise<Result>;
-  del(args: CmdArgs): Promise<void>;
-  check(args: CmdArgs): Promise<void>;
-  gc(args: GcArgs): Promise<void>;
-  status(args: CmdArgs): Promise<void>;
-}
-
-export type DelegateFn = typeof delegate;
+export type Ipam = PluginFuncs;
 
 export interface IpamDeps {
-  /** Exec an IPAM plugin (lib/cni/delegate.ts `delegate`). */
-  exec: DelegateFn;
+  /** Where a plugin is in CNI_PATH (lib/cni/delegate.ts `findInPath`); both paths ask it. */
+  findInPath: FindInPath;
+  /** Runs an exec'd IPAM (lib/linux/exec.ts). */
+  runner: DelegateDeps['runner'];
   /** IPAM types that may run in-process: type → loader of its handlers. */
-  inProcess: Record<string, () => Promise<PluginFuncs>>;
+  inProcess: Readonly<Record<string, () => Promise<PluginFuncs>>>;
 }
 
 export const defaultIpamDeps = (): IpamDeps => ({
-  exec: delegate,
-  inProcess: {
-    // Loaded only when used, so an exec'd IPAM never pays for host-local's imports.
-    'podnet-host-local': async () => (await import('../../ipam/host-local/host-local.js')).createHostLocalPlugin(),
-  },
+  findInPath: (type, paths) => findInPath(type, paths),
+  runner: processRunner,
+  inProcess: IN_PROCESS_IPAM,
 });
 
 export function createIpam(type: string, deps: IpamDeps): Ipam {
+  const delegateDeps: DelegateDeps = { find: deps.findInPath, runner: deps.runner };
+  /** The in-process handlers, or undefined when this IPAM is exec'd. */
   const local = async (args: CmdArgs): Promise<PluginFuncs | undefined> => {
     const load = deps.inProcess[type];
     if (!load || args.env.PODNET_IPAM_EXEC === '1') return undefined;
     // Only when the runtime could have exec'd it: same lookup, same error when it is missing.
-    findInPath(type, args.path);
+    deps.findInPath(type, args.path);
     return load();
   };
-  const execVerb = (verb: Exclude<Verb, 'VERSION'>, args: CmdArgs): Promise<Result | undefined> =>
-    deps.exec(verb, type, args.stdinData, args.env, args.path);
+  const exec = (verb: Exclude<Verb, 'VERSION'>, args: CmdArgs) =>
+    delegate(verb, type, { stdinData: args.stdinData, env: args.env, paths: args.path, confVersion: args.netConf.cniVersion }, delegateDeps);
 
-  /** A verb without a result: in-process when podnet's host-local is the IPAM, else exec'd. */
+  /** A verb without a result: the same call either way. */
   async function forward<A extends CmdArgs>(verb: 'DEL' | 'CHECK' | 'GC' | 'STATUS', args: A, call: (f: PluginFuncs, a: A) => Promise<void>): Promise<void> {
     const funcs = await local(args);
     if (funcs) await call(funcs, { ...args, command: verb });
-    else await execVerb(verb, args);
+    else await exec(verb, args);
   }
 
   return {
     async add(args) {
       const funcs = await local(args);
-      if (!funcs) {
-        const r = await execVerb('ADD', args);
-        if (!r) throw new Error(`IPAM plugin "${type}" returned no result`);
-        return r;
-      }
-      // Through the same encode/decode as an exec'd plugin's stdout, so both paths agree exactly.
-      const version = args.netConf.cniVersion;
-      return parseResult(formatResult(await funcs.add({ ...args, command: 'ADD' }), version), version);
+      if (funcs) return funcs.add({ ...args, command: 'ADD' });
+      const r = await exec('ADD', args);
+      if (!r) throw new Error(`IPAM plugin "${type}" returned no result`);
+      return r;
     },
     del: (args) => forward('DEL', args, (f, a) => f.del(a)),
     check: (args) => forward('CHECK', args, (f, a) => f.check(a)),

@@ -14,6 +14,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DIST_BIN, debianCniBin } from '../helpers/env.js';
 import { UPSTREAM_CNI_VERSION, upstreamCniBin } from '../helpers/peers.js';
+import { PLUGIN_NAMES } from '../../plugins/registry.js';
 
 const DIST = join(DIST_BIN, 'podnet');
 const REF_LABEL = `ref ${UPSTREAM_CNI_VERSION}`;
@@ -76,7 +77,7 @@ async function inner(): Promise<void> {
   mkdirSync(debBin);
   for (const n of ['bridge', 'host-local']) symlinkSync(join(upstream, n), join(bin, n));
   for (const n of ['bridge', 'host-local']) symlinkSync(join(debian, n), join(debBin, n));
-  for (const n of ['podnet-bridge', 'podnet-host-local']) symlinkSync(DIST, join(bin, n));
+  for (const n of PLUGIN_NAMES) symlinkSync(DIST, join(bin, n));
   const conf = (type: string, ipam: string, br: string, net: string, subnet: string) => ({
     cniVersion: '1.0.0',
     name: net,

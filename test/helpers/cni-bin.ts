@@ -1,5 +1,6 @@
 import { existsSync, mkdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import { PLUGIN_NAMES } from '../../plugins/registry.js';
 import { DIST_BIN } from './env.js';
 import { upstreamCniBin } from './peers.js';
 
@@ -11,8 +12,7 @@ export function cniBinEntries(): Readonly<Record<string, string>> {
   const upstream = upstreamCniBin();
   return {
     // podnet: the multi-call executable dispatches on these names, as from /opt/cni/bin.
-    'podnet-bridge': join(DIST_BIN, 'podnet'),
-    'podnet-host-local': join(DIST_BIN, 'podnet'),
+    ...Object.fromEntries(PLUGIN_NAMES.map((name) => [name, join(DIST_BIN, 'podnet')])),
     'podnet-routesync': join(DIST_BIN, 'podnet-routesync'),
     // The upstream reference plugins (scripts/peers.sh cni-plugins): side by side, and the
     // portmap and loopback that kind nodes ship.

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runPlugin } from '../helpers/cni.js';
 import { ALL_VERSIONS, DIST_BIN, hasBuild } from '../helpers/env.js';
+import { PLUGIN_NAMES } from '../../plugins/registry.js';
 
 /**
  * The build's promise: dist/bin copied anywhere runs with no node_modules and no repository
@@ -24,7 +25,7 @@ describe.runIf(hasBuild)('dist/bin copied out of the repository', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it.each(['podnet-bridge', 'podnet-host-local'])('%s answers VERSION with every spec version', async (name) => {
+  it.each(PLUGIN_NAMES)('%s (a link the build made) answers VERSION with every spec version', async (name) => {
     const r = await runPlugin(join(bin, name), { command: 'VERSION', env: { NODE_PATH: undefined } }, '');
     expect(r.code).toBe(0);
     expect(r.json).toEqual({ cniVersion: '1.1.0', supportedVersions: [...ALL_VERSIONS] });
@@ -38,11 +39,19 @@ describe.runIf(hasBuild)('dist/bin copied out of the repository', () => {
     expect((await runPlugin(join(bin, 'podnet-host-local'), { ...inv, command: 'DEL' }, conf)).code).toBe(0);
   });
 
-  it('answers to a link of another name only with usage on stderr and exit 2', async () => {
+  it('answers to a link of another name, and to its own, with the spec\'s error JSON on stdout and a non-zero exit', async () => {
     symlinkSync('podnet', join(bin, 'podnet-unknown'));
-    const r = await runPlugin(join(bin, 'podnet-unknown'), { command: 'VERSION' }, '');
-    expect(r).toMatchObject({ code: 2, stdout: '' });
-    expect(r.stderr).toContain('podnet-bridge');
+    for (const file of ['podnet-unknown', 'podnet']) {
+      const r = await runPlugin(join(bin, file), { command: 'VERSION' }, '');
+      expect(r.code).not.toBe(0);
+      expect(r.json).toEqual({ cniVersion: '1.1.0', code: 999, msg: expect.stringContaining(`unknown plugin name "${file}"`) });
+      expect((r.json as { msg: string }).msg).toContain('podnet-bridge');
+    }
+  });
+
+  it('runs a plugin named by its first argument', async () => {
+    const out = execFileSync(join(bin, 'podnet'), ['podnet-host-local'], { env: { CNI_COMMAND: 'VERSION' }, encoding: 'utf8' });
+    expect(JSON.parse(out)).toEqual({ cniVersion: '1.1.0', supportedVersions: [...ALL_VERSIONS] });
   });
 
   it('starts the daemon from the copy', () => {

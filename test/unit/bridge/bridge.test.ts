@@ -1,12 +1,10 @@
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createBridgePlugin } from '../../../plugins/bridge/bridge.js';
 import { calcHostVethName } from '../../../plugins/bridge/names.js';
 import { CniError } from '../../../lib/cni/errors.js';
 import type { GcArgs } from '../../../lib/cni/dispatch.js';
 import type { Result } from '../../../lib/cni/types.js';
-import { cmdArgs, harness, removeFakeCniPath } from './fakes.js';
-
-afterAll(removeFakeCniPath);
+import { cmdArgs, harness } from './fakes.js';
 
 const L3 = { bridge: 'br0', isGateway: true, ipMasq: true, ipam: { type: 'fake-ipam' } };
 const hv = calcHostVethName('ctr1', 'eth0');

@@ -1,6 +1,4 @@
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { PluginNotFoundError } from '../../../lib/cni/delegate.js';
 import type { CmdArgs, GcArgs, PluginFuncs } from '../../../lib/cni/dispatch.js';
 import { CniError } from '../../../lib/cni/errors.js';
 import { silentLogger } from '../../../lib/cni/log.js';
@@ -340,8 +338,14 @@ export class FakeIpam {
       },
     };
     return {
-      exec: () => {
-        throw new Error('exec not expected in unit tests');
+      findInPath: (type, paths) => {
+        if (type === 'fake-ipam' && paths.includes(FAKE_CNI_PATH)) return `${FAKE_CNI_PATH}/${type}`;
+        throw new PluginNotFoundError(type, paths);
+      },
+      runner: {
+        run: () => {
+          throw new Error('exec not expected in unit tests');
+        },
       },
       inProcess: { 'fake-ipam': async () => funcs },
     };
@@ -378,16 +382,8 @@ export function harness(): Harness {
   return { kernel, nf, sysctl, ipam, deps };
 }
 
-/** A CNI_PATH holding an executable named fake-ipam (the in-process path looks it up first). */
-export const FAKE_CNI_PATH = (() => {
-  const dir = mkdtempSync(join(tmpdir(), 'pbr-unit-'));
-  writeFileSync(join(dir, 'fake-ipam'), '#!/bin/sh\nexit 1\n');
-  chmodSync(join(dir, 'fake-ipam'), 0o755);
-  return dir;
-})();
-
-/** Remove FAKE_CNI_PATH (call from afterAll). */
-export const removeFakeCniPath = (): void => rmSync(FAKE_CNI_PATH, { recursive: true, force: true });
+/** The CNI_PATH where the fake findInPath "finds" fake-ipam (the in-process path looks it up first). */
+export const FAKE_CNI_PATH = '/fake/cni/bin';
 
 export function cmdArgs(conf: Partial<NetConf> & Record<string, unknown>, over: Partial<CmdArgs> = {}): CmdArgs {
   const netConf = { cniVersion: '1.0.0', name: 'net1', type: 'podnet-bridge', ...conf } as NetConf;

@@ -77,8 +77,6 @@ const PORT_UP_TIMEOUT_MS = 3000;
 /** How long ADD waits for IPv6 DAD when enabledad (upstream: 5 s). */
 const DAD_TIMEOUT_MS = 5000;
 
-type Undo = { what: string; run: () => Promise<void> };
-
 export function createBridgePlugin(overrides: Partial<BridgeDeps> = {}): PluginFuncs {
   const deps: BridgeDeps = { ...defaultBridgeDeps(), ...overrides };
   const load = (args: CmdArgs): { conf: BridgeConf; ipam: Ipam | undefined } => {
@@ -174,57 +172,29 @@ async function cmdAdd(deps: BridgeDeps, conf: BridgeConf, ipam: Ipam | undefined
   // the pod side does not run at all.
   const containerMac = conf.mac ?? (conf.macspoofchk || conf.disableContainerInterface ? deps.randomMac() : undefined);
 
-  const undo: Undo[] = [];
+  const undo = new UndoStack(args.log);
   try {
-    // Step 1, in parallel: the node batch (bridge, veth, port) runs while the IPAM answers, and
-    // the firewall transaction (masquerade, spoof check) starts as soon as the addresses are
-    // known: it needs only them and names, not the veth.
-    const nodeJob = runNodeBatch(deps, conf, { createBridge: !br.exists, hostVeth, ifName: args.ifName, netns, containerMac });
-    let ipamResult: Result | undefined;
-    let ipamError: unknown;
-    if (ipam) {
-      try {
-        ipamResult = await ipam.add(args);
-        undo.push({ what: 'release IP', run: () => ipam.del(args) });
-      } catch (e) {
-        ipamError = e;
-      }
-    }
+    // 1. The node batch (bridge, veth, port) and the IPAM, at the same time: the one overlap.
+    const [node, allocated] = await Promise.all([
+      runNodeBatch(deps, conf, { createBridge: !br.exists, hostVeth, ifName: args.ifName, netns, containerMac }),
+      ipam ? settle(ipam.add(args)) : undefined,
+    ]);
+    if (ipam && allocated?.value) undo.push('release IP', () => ipam.del(args));
+    if (node.vethCreated) undo.push(`delete veth "${hostVeth}"`, () => deleteLink(deps, hostVeth));
+    if (allocated?.error !== undefined) throw allocated.error;
+    if (node.error) throw node.error;
+    const ipamResult = allocated?.value;
     if (ipamResult && !ipamResult.ips?.length) {
-      ipamError ??= new CniError(ErrorCode.Internal, `IPAM plugin "${conf.ipamType}" returned missing IP config`);
+      throw new CniError(ErrorCode.Internal, `IPAM plugin "${conf.ipamType}" returned missing IP config`);
     }
-    // A result that cannot work (a gateway outside its subnet) fails like the IPAM itself: after
-    // the node batch is accounted for, so its veth is undone too.
-    let layer3: ReturnType<typeof calcGateways> | undefined;
-    if (ipamResult && ipamError === undefined) {
-      try {
-        layer3 = calcGateways(ipamResult, conf);
-      } catch (e) {
-        ipamError = e;
-      }
-    }
-    const masq = createMasq(deps.netfilter, conf, args.containerId, args.ifName);
-    let fwJob: Promise<{ value?: void; error?: unknown } | undefined> = Promise.resolve(undefined);
-    if (layer3 && (conf.ipMasq || conf.macspoofchk)) {
-      undo.push({ what: 'remove masquerade and spoof-check rules', run: () => masq.remove() });
-      const targets = layer3.ips.map((ip) => cidrParts(ip.address)).filter((p) => p !== undefined).map((p) => ({ family: p.family, ip: p.ip, subnet: p.subnet }));
-      const spoof = conf.macspoofchk ? { hostIface: hostVeth, mac: containerMac as string } : undefined;
-      fwJob = settle(masq.add(conf.ipMasq ? targets : [], spoof));
-    }
-    const node = await nodeJob;
-    if (node.vethCreated) undo.push({ what: `delete veth "${hostVeth}"`, run: () => deleteLink(deps, hostVeth) });
-    if (ipamError !== undefined) throw ipamError;
-    if (node.error) {
-      await fwJob;
-      throw node.error;
-    }
+    // A result that cannot work (a gateway outside its subnet) fails like the IPAM itself.
+    const layer3 = ipamResult ? calcGateways(ipamResult, conf) : undefined;
+
+    // 2. The new port on the node: sysctls, VLANs.
     if (node.createdBridge) deps.sysctl.ensure(`net/ipv6/conf/${conf.bridge}/accept_ra`, '0');
     bestEffort(() => deps.sysctl.ensure(`net/ipv6/conf/${hostVeth}/accept_ra`, '0'));
     if (node.defaultPvid !== undefined && (conf.vlan !== 0 || conf.vlanTrunk.length > 0)) {
-      await runBridgeVlan(deps, calcVlanOps(conf, hostVeth, node.defaultPvid), hostVeth).catch(async (e: unknown) => {
-        await fwJob;
-        throw e;
-      });
+      await runBridgeVlan(deps, calcVlanOps(conf, hostVeth, node.defaultPvid), hostVeth);
     }
 
     const interfaces: Interface[] = [
@@ -235,54 +205,65 @@ async function cmdAdd(deps: BridgeDeps, conf: BridgeConf, ipam: Ipam | undefined
     const result: Result = { cniVersion: '1.1.0', interfaces };
     let podMac = containerMac;
 
-    if (ipamResult && layer3) {
-      const { ips, routes, gateways } = layer3;
-      result.ips = ips;
-      if (routes.length) result.routes = routes;
-      if (ipamResult.dns) result.dns = ipamResult.dns;
-
-      // Step 2, in parallel: the pod side (one nsenter) and the gateway on the bridge (only
-      // when it is not there yet), while the firewall transaction finishes.
-      const podJob = settle(configurePod(deps, conf, args.ifName, netns, ips, routes));
-      const gwError = await ensureGateway(deps, conf, node.bridgeAddrs, gateways, result).then(
-        () => undefined,
-        (e: unknown) => e,
-      );
-      const [pod, fw] = await Promise.all([podJob, fwJob]);
-      if (pod?.error !== undefined) throw pod.error;
-      if (fw?.error !== undefined) throw fw.error;
-      if (gwError !== undefined) throw gwError;
-      podMac = pod?.value ?? podMac;
-    } else {
-      // L2 only: no addresses; the interface is brought up unless disabled.
-      if (conf.macspoofchk) {
-        undo.push({ what: 'remove spoof-check rule', run: () => masq.remove() });
-        await masq.add([], { hostIface: hostVeth, mac: containerMac as string });
-      }
-      if (!conf.disableContainerInterface) {
-        const b = new IpBatch({ netns });
-        b.add({ kind: 'link-up', dev: args.ifName });
-        const link = b.link(args.ifName);
-        await runOrThrow(deps, b, `failed to set "${args.ifName}" up`);
-        podMac = link.value?.mac ?? podMac;
-      }
+    // 3. The pod side (one nsenter), then the gateway on the bridge (a no-op once it is there).
+    if (layer3) {
+      result.ips = layer3.ips;
+      if (layer3.routes.length) result.routes = layer3.routes;
+      if (ipamResult?.dns) result.dns = ipamResult.dns;
+      podMac = (await configurePod(deps, conf, args.ifName, netns, layer3.ips, layer3.routes)) ?? podMac;
+      await ensureGateway(deps, conf, node.bridgeAddrs, layer3.gateways, result);
+    } else if (!conf.disableContainerInterface) {
+      // L2 only: no addresses; the interface is brought up.
+      const b = new IpBatch({ netns });
+      b.add({ kind: 'link-up', dev: args.ifName });
+      const link = b.link(args.ifName);
+      await runOrThrow(deps, b, `failed to set "${args.ifName}" up`);
+      podMac = link.value?.mac ?? podMac;
     }
     if (podMac) (interfaces[CONTAINER_IFACE_INDEX] as Interface).mac = podMac;
+
+    // 4. The firewall: masquerade (ipMasq, needs the addresses) and spoof check in one nft transaction.
+    const masqTargets = conf.ipMasq && layer3 ? calcMasqTargets(layer3.ips) : [];
+    if (masqTargets.length || conf.macspoofchk) {
+      const masq = createMasq(deps.netfilter, conf, args.containerId, args.ifName);
+      undo.push('remove masquerade and spoof-check rules', () => masq.remove());
+      await masq.add(masqTargets, conf.macspoofchk ? { hostIface: hostVeth, mac: containerMac as string } : undefined);
+    }
 
     if (!conf.disableContainerInterface) await waitPortUp(deps, hostVeth);
     if (conf.dns) result.dns = conf.dns;
     return result;
   } catch (e) {
-    for (const u of undo.reverse()) {
-      try {
-        await u.run();
-      } catch (ue) {
-        args.log.warn(`failed to undo: ${u.what}`, { error: causeText(ue) });
-      }
-    }
+    await undo.run();
     throw e;
   }
 }
+
+/** What ADD did, undone in reverse when a later step fails; an undo that fails is logged, not thrown. */
+class UndoStack {
+  private readonly steps: { what: string; run: () => Promise<void> }[] = [];
+  constructor(private readonly log: CmdArgs['log']) {}
+
+  push(what: string, run: () => Promise<void>): void {
+    this.steps.push({ what, run });
+  }
+
+  async run(): Promise<void> {
+    for (const u of this.steps.reverse()) {
+      try {
+        await u.run();
+      } catch (ue) {
+        this.log.warn(`failed to undo: ${u.what}`, { error: causeText(ue) });
+      }
+    }
+  }
+}
+
+const calcMasqTargets = (ips: readonly { address: string }[]) =>
+  ips
+    .map((ip) => cidrParts(ip.address))
+    .filter((p) => p !== undefined)
+    .map((p) => ({ family: p.family, ip: p.ip, subnet: p.subnet }));
 
 interface NodeOutcome {
   vethCreated: boolean;

@@ -4,6 +4,8 @@
 // cniVersion 1.0.0, the highest Debian's speak), inside a node network namespace, a fresh pod
 // namespace per ADD. Prints p50/p95 of ADD and DEL, the ratios to the upstream reference, and
 // the wall time of 40 parallel ADDs (and DELs). Measures, never asserts.
+// PBR_BENCH_ALT=/path/to/another/podnet adds that build as "podnet (alt)", to compare two
+// builds of podnet within one run (the machine is shared: runs apart are not comparable).
 //
 // The outer process makes the node namespace and re-runs this script inside it (`ip netns exec`,
 // which also remounts /sys as a runtime's node has it), so plugin spawns are timed without any
@@ -87,6 +89,12 @@ async function inner(): Promise<void> {
     ipMasq: true,
     ipam: { type: ipam, dataDir: join(work, 'ipam'), ranges: [[{ subnet }]] },
   });
+  const alt = process.env.PBR_BENCH_ALT;
+  const altBin = join(work, 'bin-alt');
+  if (alt) {
+    mkdirSync(altBin);
+    for (const n of PLUGIN_NAMES) symlinkSync(alt, join(altBin, n));
+  }
   const baseEnv = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', CNI_PATH: bin, CNI_IFNAME: 'eth0' };
   const impls: Impl[] = [
     { label: REF_LABEL, file: join(bin, 'bridge'), conf: conf('bridge', 'host-local', 'pbrbref', 'pbrbref', '10.201.0.0/16'), env: baseEnv },
@@ -110,6 +118,14 @@ async function inner(): Promise<void> {
       env: { ...baseEnv, PODNET_IPAM_EXEC: '1' },
     },
   ];
+  if (alt) {
+    impls.push({
+      label: 'podnet (alt)',
+      file: join(altBin, 'podnet-bridge'),
+      conf: conf('podnet-bridge', 'podnet-host-local', 'pbrbalt', 'pbrbalt', '10.206.0.0/16'),
+      env: { ...baseEnv, CNI_PATH: altBin },
+    });
+  }
   let podN = 0;
   const pods: string[] = [];
   const newPod = (): string => {
@@ -204,7 +220,7 @@ async function inner(): Promise<void> {
     const [ra, rd] = wall[REF_LABEL] ?? [NaN, NaN];
     const [pa] = wall.podnet ?? [NaN, NaN];
     console.log(`  ${REF_LABEL.padEnd(20)} ADD ${ra.toFixed(0).padStart(5)} ms   DEL ${rd.toFixed(0).padStart(5)} ms`);
-    for (const l of [DEBIAN_LABEL, 'podnet', 'podnet + ref IPAM']) {
+    for (const l of [DEBIAN_LABEL, 'podnet', 'podnet + ref IPAM', ...(alt ? ['podnet (alt)'] : [])]) {
       const [a, d] = wall[l] ?? [NaN, NaN];
       console.log(`  ${l.padEnd(20)} ADD ${a.toFixed(0).padStart(5)} ms   DEL ${d.toFixed(0).padStart(5)} ms   ${(a / ra).toFixed(2)}× / ${(d / rd).toFixed(2)}× ${REF_LABEL}`);
     }

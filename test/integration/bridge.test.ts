@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { versionAtLeast } from '../../lib/cni/version.js';
 import { ALL_VERSIONS, hasBuild, isRoot } from '../helpers/env.js';
 import { UPSTREAM_CNI_VERSION } from '../helpers/peers.js';
 import { BridgeLab, bridgeConf } from '../helpers/bridge-lab.js';
@@ -9,7 +10,6 @@ import { reservations } from '../helpers/host-local.js';
 
 type Obj = Record<string, unknown>;
 const DUAL = [[{ subnet: '10.88.0.0/24' }], [{ subnet: 'fd88::/64' }]];
-const versionAtLeast = (v: string, min: string) => v.localeCompare(min, undefined, { numeric: true }) >= 0;
 
 async function link(ns: Netns, name: string): Promise<Obj> {
   const [l] = await ns.ipJson<Obj[]>(['-d', 'addr', 'show', 'dev', name]);

@@ -156,7 +156,7 @@ export function lastOf(c: Cidr): Addr {
   return { family: c.addr.family, value: c.addr.value | hostMask(c.addr.family, c.prefix) };
 }
 
-export const sameAddr = (a: Addr, b: Addr): boolean => a.family === b.family && a.value === b.value;
+const sameAddr = (a: Addr, b: Addr): boolean => a.family === b.family && a.value === b.value;
 
 /** Is `ip` inside `c`? */
 export function cidrContains(c: Cidr, ip: Addr): boolean {

@@ -95,12 +95,11 @@ export function createBridgePlugin(overrides: Partial<BridgeDeps> = {}): PluginF
     },
     async check(args) {
       const { conf, ipam } = load(args);
-      if (!args.prevResult) {
-        throw new CniError(ErrorCode.InvalidNetworkConfig, 'required prevResult missing', 'prevResult');
-      }
+      const prev = args.prevResult;
+      if (!prev) throw new CniError(ErrorCode.InvalidNetworkConfig, 'required prevResult missing', 'prevResult');
       if (ipam) await ipam.check(args);
       const netns = requireNetns(deps, args.netns);
-      await runCheck(deps, conf, args, netns, createMasq(deps.netfilter, conf, args.containerId, args.ifName));
+      await runCheck(deps, conf, args, prev, netns, createMasq(deps.netfilter, conf, args.containerId, args.ifName));
     },
     async gc(args) {
       const { conf, ipam } = load(args);

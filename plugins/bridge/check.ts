@@ -1,6 +1,6 @@
 import type { CmdArgs } from '../../lib/cni/dispatch.js';
 import { CniError, ErrorCode } from '../../lib/cni/errors.js';
-import type { Interface } from '../../lib/cni/types.js';
+import type { Interface, Result } from '../../lib/cni/types.js';
 import { canonicalIp, cidrParts, formatCidr, parseCidr } from '../../lib/addr/addr.js';
 import { IpBatch, type LinkEntry } from '../../lib/linux/ip.js';
 import { isIfName } from '../../lib/linux/values.js';
@@ -21,9 +21,8 @@ const fail = (msg: string): never => {
 
 type Entry = Record<string, unknown>;
 
-export async function runCheck(deps: BridgeDeps, conf: BridgeConf, args: CmdArgs, netns: string, masq: Masq): Promise<void> {
-  const prev = args.prevResult;
-  if (!prev) return fail('required prevResult missing');
+/** `prev` is the invocation's prevResult, which the caller has required. */
+export async function runCheck(deps: BridgeDeps, conf: BridgeConf, args: CmdArgs, prev: Result, netns: string, masq: Masq): Promise<void> {
   const ifaces = prev.interfaces ?? [];
   const brIface = ifaces.find((i) => i.name === conf.bridge && !i.sandbox);
   const contIface = ifaces.find((i) => i.name === args.ifName && i.sandbox === netns);

@@ -8,8 +8,9 @@ import { type IpFamily, type Netfilter, type NftRule, nftQuote } from '../../lib
  * nftables: one shared table `inet podnet-bridge` with a NAT chain; each attachment adds one rule
  * per address, tagged with a comment that starts with the attachment's key. Finding rules by key
  * (not by address or netns) is what lets DEL and GC remove them after the pod's namespace is
- * gone. Adding a rule to an existing chain is cheap (~4 ms); creating a chain costs a kernel
- * grace period (~12 ms here), so the chain is created only when the first rule finds it missing.
+ * gone. Adding a rule to an existing chain is one small transaction; creating a chain also waits
+ * for a kernel grace period (several times as long), so the chain is created only when the first
+ * rule finds it missing.
  *
  * iptables: the reference plugin's layout, so rules it made are found too: a chain
  * `CNI-<hash(network+containerID)>` with ACCEPT for the subnet and MASQUERADE for the rest (not
@@ -33,7 +34,7 @@ const NFT_PROTO: Record<IpFamily, string> = { 4: 'ip', 6: 'ip6' };
 /** Lines that create the table and chain (idempotent). */
 export function nftMasqBaseLines(): string[] {
   return [
-    `add table inet ${MASQ_TABLE} { comment ${nftQuote('podnet-bridge: per-pod masquerade (ipMasq) and MAC spoof checks')}; }`,
+    `add table inet ${MASQ_TABLE} { comment ${nftQuote('podnet-bridge: per-pod masquerade (ipMasq); the spoof checks are in table bridge podnet-bridge')}; }`,
     `add chain inet ${MASQ_TABLE} ${MASQ_CHAIN} { type nat hook postrouting priority srcnat; policy accept; }`,
   ];
 }

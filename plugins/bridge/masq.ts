@@ -35,6 +35,14 @@ export interface Masq {
 
 export type Backend = 'nftables' | 'iptables';
 
+/**
+ * The masquerade backend: `ipMasqBackend`, else nftables when an `nft` binary is installed, else
+ * iptables. The reference prefers iptables unless only nftables works, and probes both on every
+ * ADD; podnet prefers nftables (one atomic transaction per ADD, rules keyed by attachment) and
+ * does not probe — a probe is one more process per pod, and DEL, CHECK and GC must find the rules
+ * where ADD put them without asking again. A node whose `nft` cannot work gets an ADD error that
+ * names the key to set (`ipMasqBackend: "iptables"`).
+ */
 export function resolveBackend(nf: Netfilter, conf: BridgeConf): Backend {
   return conf.ipMasqBackend ?? (nf.hasNft() ? 'nftables' : 'iptables');
 }
@@ -67,7 +75,13 @@ export function createMasq(nf: Netfilter, conf: BridgeConf, containerId: string,
       const nftJob = lines.length ? nftApplyCreating(nf, lines, base) : Promise.resolve();
       const iptJob = targets.length && backend === 'iptables' ? iptMasqAdd(nf, chainOf(), calcIptablesComment(conf.name, containerId), targets) : Promise.resolve();
       const [a, b] = await Promise.allSettled([nftJob, iptJob]);
-      if (a.status === 'rejected') throw new CniError(ErrorCode.Internal, `failed to add nftables rules: ${causeText(a.reason)}`);
+      if (a.status === 'rejected') {
+        const hint =
+          targets.length && conf.ipMasqBackend === undefined
+            ? ' (ipMasqBackend defaults to nftables when nft is installed; set "ipMasqBackend": "iptables" where nftables cannot work)'
+            : '';
+        throw new CniError(ErrorCode.Internal, `failed to add nftables rules: ${causeText(a.reason)}${hint}`);
+      }
       if (b.status === 'rejected') throw new CniError(ErrorCode.Internal, `failed to add iptables masquerade: ${causeText(b.reason)}`);
     },
 

@@ -120,3 +120,14 @@ export function bridgeConf(lab: BridgeLab, o: { version?: string; name?: string;
     },
   };
 }
+
+/** `ip -j -d addr show dev NAME` in `ns`; throws when the link is missing. */
+export async function linkInfo(ns: Netns, name: string): Promise<Record<string, unknown>> {
+  const [l] = await ns.ipJson<Record<string, unknown>[]>(['-d', 'addr', 'show', 'dev', name]);
+  if (!l) throw new Error(`no link ${name}`);
+  return l;
+}
+
+/** A link's addresses other than link-local ones, as CIDRs. */
+export const globalAddrs = (l: Record<string, unknown>): string[] =>
+  ((l.addr_info as Record<string, unknown>[] | undefined) ?? []).filter((a) => a.scope !== 'link').map((a) => `${String(a.local)}/${String(a.prefixlen)}`);

@@ -2,9 +2,8 @@ import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { versionAtLeast } from '../../lib/cni/version.js';
-import { BridgeLab, bridgeConf } from '../helpers/bridge-lab.js';
+import { BridgeLab, bridgeConf, globalAddrs, linkInfo } from '../helpers/bridge-lab.js';
 import { ALL_VERSIONS, hasBuild, isRoot } from '../helpers/env.js';
-import type { Netns } from '../helpers/netns.js';
 import { reservations } from '../helpers/host-local.js';
 
 /**
@@ -15,13 +14,6 @@ import { reservations } from '../helpers/host-local.js';
 type Obj = Record<string, unknown>;
 const MAC_RE = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/;
 
-async function link(ns: Netns, name: string): Promise<Obj> {
-  const [l] = await ns.ipJson<Obj[]>(['-d', 'addr', 'show', 'dev', name]);
-  if (!l) throw new Error(`no link ${name}`);
-  return l;
-}
-const addrs = (l: Obj): string[] =>
-  ((l.addr_info as Obj[] | undefined) ?? []).filter((a) => a.scope !== 'link').map((a) => `${String(a.local)}/${String(a.prefixlen)}`);
 
 describe.runIf(isRoot && hasBuild)('podnet-bridge keys in a node namespace', () => {
   let lab: BridgeLab;
@@ -53,11 +45,11 @@ describe.runIf(isRoot && hasBuild)('podnet-bridge keys in a node namespace', () 
       } else {
         expect(r).toEqual({ cniVersion: version });
       }
-      const eth0 = await link(pod, 'eth0');
+      const eth0 = await linkInfo(pod, 'eth0');
       expect(eth0.address).toBe('02:5e:00:00:00:01');
       expect(eth0.operstate).toBe('UP');
-      expect(addrs(eth0)).toEqual([]);
-      expect(addrs(await link(lab.node, `pshbl${v}`))).toEqual([]);
+      expect(globalAddrs(eth0)).toEqual([]);
+      expect(globalAddrs(await linkInfo(lab.node, `pshbl${v}`))).toEqual([]);
       if (versionAtLeast(version, '0.4.0')) {
         expect((await lab.run('podnet-bridge', 'CHECK', { ...conf, prevResult: r }, { id, netns: pod.path })).code).toBe(0);
       }
@@ -91,7 +83,7 @@ describe.runIf(isRoot && hasBuild)('podnet-bridge keys in a node namespace', () 
         expect(r.interfaces).toBeUndefined();
         expect(r.ip4).toEqual({ ip: ip.address, gateway: ip.gateway });
       }
-      expect((await link(pod, 'eth0')).address).toBe(mac);
+      expect((await linkInfo(pod, 'eth0')).address).toBe(mac);
       const rules = await spoofRules(id);
       expect(rules).toHaveLength(1);
       expect(JSON.stringify(rules[0]?.expr)).toContain(mac);
@@ -112,7 +104,7 @@ describe.runIf(isRoot && hasBuild)('podnet-bridge keys in a node namespace', () 
     expect(add.stderr).toBe('');
     expect(add.code).toBe(0);
     const ifaces = add.json?.interfaces as Obj[];
-    const eth0 = await link(pod, 'eth0');
+    const eth0 = await linkInfo(pod, 'eth0');
     expect(eth0.flags).not.toContain('UP');
     expect(ifaces[2]).toEqual({ name: 'eth0', mac: eth0.address, sandbox: pod.path });
     const ports = await lab.node.ipJson<Obj[]>(['link', 'show', 'master', 'pshbd']);
@@ -133,13 +125,13 @@ describe.runIf(isRoot && hasBuild)('podnet-bridge keys in a node namespace', () 
     expect(await lab.node.ipJson<Obj[]>(['link', 'show', 'master', 'pshbf'])).toEqual([]);
     expect(await pod.ipJson<Obj[]>(['link', 'show', 'eth0']).catch(() => [])).toEqual([]);
     expect(Object.keys(reservations(lab.dataDir, 'pshforce'))).toEqual([]);
-    expect(addrs(await link(lab.node, 'pshbf'))).toEqual(['10.151.9.1/24']);
+    expect(globalAddrs(await linkInfo(lab.node, 'pshbf'))).toEqual(['10.151.9.1/24']);
 
     const conf = bridgeConf(lab, { ...base, extra: { isGateway: true, forceAddress: true } });
     const id = lab.nextId();
     const ok = await lab.run('podnet-bridge', 'ADD', conf, { id, netns: pod.path });
     expect(ok.code, ok.stdout).toBe(0);
-    expect(addrs(await link(lab.node, 'pshbf'))).toEqual(['10.151.0.1/24']);
+    expect(globalAddrs(await linkInfo(lab.node, 'pshbf'))).toEqual(['10.151.0.1/24']);
     await pod.exec('ping', ['-c', '1', '-W', '2', '10.151.0.1']);
     expect((await lab.run('podnet-bridge', 'DEL', conf, { id, netns: pod.path })).code).toBe(0);
   });

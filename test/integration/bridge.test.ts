@@ -4,20 +4,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { versionAtLeast } from '../../lib/cni/version.js';
 import { ALL_VERSIONS, hasBuild, isRoot } from '../helpers/env.js';
 import { UPSTREAM_CNI_VERSION } from '../helpers/peers.js';
-import { BridgeLab, bridgeConf } from '../helpers/bridge-lab.js';
+import { BridgeLab, bridgeConf, globalAddrs, linkInfo } from '../helpers/bridge-lab.js';
 import type { Netns } from '../helpers/netns.js';
 import { reservations } from '../helpers/host-local.js';
 
 type Obj = Record<string, unknown>;
 const DUAL = [[{ subnet: '10.88.0.0/24' }], [{ subnet: 'fd88::/64' }]];
 
-async function link(ns: Netns, name: string): Promise<Obj> {
-  const [l] = await ns.ipJson<Obj[]>(['-d', 'addr', 'show', 'dev', name]);
-  if (!l) throw new Error(`no link ${name}`);
-  return l;
-}
-const addrs = (l: Obj): string[] =>
-  ((l.addr_info as Obj[] | undefined) ?? []).filter((a) => a.scope !== 'link').map((a) => `${String(a.local)}/${String(a.prefixlen)}`);
 
 describe.runIf(isRoot && hasBuild)('podnet-bridge in a node namespace', () => {
   let lab: BridgeLab;
@@ -71,9 +64,9 @@ describe.runIf(isRoot && hasBuild)('podnet-bridge in a node namespace', () => {
       }
 
       // Node side: bridge with both gateways, port flags, mtu, forwarding.
-      const br = await link(lab.node, 'pbrbrv');
+      const br = await linkInfo(lab.node, 'pbrbrv');
       expect((br.linkinfo as Obj).info_kind).toBe('bridge');
-      expect(addrs(br)).toEqual(expect.arrayContaining(['10.88.0.1/24', 'fd88::1/64']));
+      expect(globalAddrs(br)).toEqual(expect.arrayContaining(['10.88.0.1/24', 'fd88::1/64']));
       const ports = (await lab.node.ipJson<Obj[]>(['-d', 'link', 'show', 'master', 'pbrbrv']));
       const port = ports.find((p) => String(p.ifname).startsWith('veth')) as Obj;
       expect(port.mtu).toBe(1400);
@@ -88,10 +81,10 @@ describe.runIf(isRoot && hasBuild)('podnet-bridge in a node namespace', () => {
       expect(await lab.sysctl(`net/ipv6/conf/${String(port.ifname)}/accept_ra`)).toBe('0');
 
       // Pod side: addresses, mtu, routes, sysctls, peer.
-      const eth0 = await link(pod, 'eth0');
+      const eth0 = await linkInfo(pod, 'eth0');
       expect(eth0.mtu).toBe(1400);
       expect(eth0.link_index).toBe(port.ifindex);
-      expect(addrs(eth0)).toEqual([podIp4, expect.stringMatching(/^fd88::/)]);
+      expect(globalAddrs(eth0)).toEqual([podIp4, expect.stringMatching(/^fd88::/)]);
       const routes = await pod.ipJson<Obj[]>(['route', 'show', 'default']);
       expect(routes[0]).toMatchObject({ gateway: '10.88.0.1', dev: 'eth0' });
       const routes6 = await pod.ipJson<Obj[]>(['-6', 'route', 'show', 'default']);
@@ -219,12 +212,12 @@ describe.runIf(isRoot && hasBuild)('podnet-bridge in a node namespace', () => {
     const r = await lab.run('podnet-bridge', 'ADD', conf, { id: lab.nextId(), netns: pod.path, args: 'IgnoreUnknown=1;MAC=02:00:00:00:00:02' });
     expect(r.code).toBe(0);
     expect((r.json?.interfaces as Obj[])[2]?.mac).toBe('02:12:34:56:78:9a');
-    expect((await link(pod, 'eth0')).address).toBe('02:12:34:56:78:9a');
-    expect((await link(lab.node, 'pbrbrp')).flags).toContain('PROMISC');
+    expect((await linkInfo(pod, 'eth0')).address).toBe('02:12:34:56:78:9a');
+    expect((await linkInfo(lab.node, 'pbrbrp')).flags).toContain('PROMISC');
     expect(await lab.sysctl('net/ipv6/conf/eth0/accept_dad', pod)).toBe('1');
     expect(await lab.sysctl('net/ipv6/conf/eth0/enhanced_dad', pod)).toBe('1');
     // DAD ran to completion before ADD returned: nothing tentative.
-    const info = (await link(pod, 'eth0')).addr_info as Obj[];
+    const info = (await linkInfo(pod, 'eth0')).addr_info as Obj[];
     expect(info.some((a) => a.tentative)).toBe(false);
 
     const pod2 = await lab.pod();
@@ -241,10 +234,10 @@ describe.runIf(isRoot && hasBuild)('podnet-bridge in a node namespace', () => {
     expect(r.code).toBe(0);
     expect(r.json?.ips).toBeUndefined();
     expect((r.json?.interfaces as Obj[]).length).toBe(3);
-    const eth0 = await link(pod, 'eth0');
+    const eth0 = await linkInfo(pod, 'eth0');
     expect(eth0.operstate).toBe('UP');
-    expect(addrs(eth0)).toEqual([]);
-    expect(addrs(await link(lab.node, 'pbrbrl'))).toEqual([]);
+    expect(globalAddrs(eth0)).toEqual([]);
+    expect(globalAddrs(await linkInfo(lab.node, 'pbrbrl'))).toEqual([]);
     expect((await lab.run('podnet-bridge', 'CHECK', { ...conf, prevResult: r.json }, { id, netns: pod.path })).code).toBe(0);
     expect((await lab.run('podnet-bridge', 'DEL', conf, { id, netns: pod.path })).code).toBe(0);
   });
@@ -282,11 +275,11 @@ describe.runIf(isRoot && hasBuild)('podnet-bridge in a node namespace', () => {
     expect(r.code).toBe(0);
     const ifaces = r.json?.interfaces as Obj[];
     expect(ifaces.map((i) => i.name)).toEqual(['pbrbrq', expect.stringMatching(/^veth/), 'eth0', 'pbrbrq.42']);
-    const br = (await link(lab.node, 'pbrbrq')).linkinfo as Obj;
+    const br = (await linkInfo(lab.node, 'pbrbrq')).linkinfo as Obj;
     expect((br.info_data as Obj).vlan_filtering).toBe(1);
     const vlans = JSON.parse((await lab.node.exec('bridge', ['-j', 'vlan', 'show', 'dev', String(ifaces[1]?.name)])).stdout) as Obj[];
     expect(vlans[0]?.vlans).toEqual([{ vlan: 42, flags: ['PVID', 'Egress Untagged'] }]);
-    expect(addrs(await link(lab.node, 'pbrbrq.42'))).toEqual(['10.93.0.1/24']);
+    expect(globalAddrs(await linkInfo(lab.node, 'pbrbrq.42'))).toEqual(['10.93.0.1/24']);
     await pod.exec('ping', ['-c', '1', '-W', '2', '10.93.0.1']);
     expect((await lab.run('podnet-bridge', 'DEL', conf, { id, netns: pod.path })).code).toBe(0);
   });

@@ -166,6 +166,31 @@ describe('podnet-bridge ADD (fake kernel)', () => {
     expect(h.ipam.held.size).toBe(0);
   });
 
+  it('ipMasqBackend: nftables when nft is installed, iptables without it; a failing nft names the key to set', async () => {
+    const h = harness();
+    await createBridgePlugin(h.deps).add(cmdArgs(L3));
+    expect(h.nf.rules).toHaveLength(1);
+    expect(h.nf.restores).toEqual([]);
+
+    const noNft = harness();
+    noNft.nf.nft = false;
+    await createBridgePlugin(noNft.deps).add(cmdArgs(L3));
+    expect(noNft.nf.scripts).toEqual([]);
+    expect(noNft.nf.ipt[4]).toMatch(/-A POSTROUTING -s 10\.1\.0\.2\/32 .* -j CNI-/);
+
+    const broken = harness();
+    broken.nf.failNext = 'Error: Could not process rule: Operation not supported';
+    const e = await rejected(createBridgePlugin(broken.deps).add(cmdArgs(L3)));
+    expect(e.message).toContain('Operation not supported');
+    expect(e.message).toContain('"ipMasqBackend": "iptables"');
+    expect(broken.ipam.held.size).toBe(0);
+    // Chosen explicitly, the error is the plain one.
+    const explicit = harness();
+    explicit.nf.failNext = 'Error: Could not process rule: Operation not supported';
+    const e2 = await rejected(createBridgePlugin(explicit.deps).add(cmdArgs({ ...L3, ipMasqBackend: 'nftables' })));
+    expect(e2.message).not.toContain('ipMasqBackend');
+  });
+
   it('an existing interface name in the pod fails the veth and releases the IP', async () => {
     const h = harness();
     h.kernel.links('/var/run/netns/pod1').set('eth0', h.kernel.mk('eth0', 'dummy'));

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { runPlugin } from '../helpers/cni.js';
-import { HOST_LOCAL, assertBuilt, indexEntries, removeDir, reservations, tempDataDir } from '../helpers/host-local.js';
+import { HOST_LOCAL, HOST_LOCAL_TEST, assertBuilt, indexEntries, removeDir, reservations, tempDataDir } from '../helpers/host-local.js';
 
 // Many processes on one store at once, and processes killed with SIGKILL at chosen points:
 // the store stays consistent, the lock is recovered, DEL and GC clean up.
@@ -37,7 +37,7 @@ const run = (command: string, containerId: string, config: unknown = conf()) =>
 
 /** Start ADD paused at `point`, wait until it says so (it then holds the lock), and SIGKILL it. */
 async function killAt(point: 'locked' | 'after-ip' | 'after-index', containerId: string): Promise<void> {
-  const p = execa(HOST_LOCAL, [], {
+  const p = execa(HOST_LOCAL_TEST, [], {
     input: JSON.stringify(conf()),
     env: env('ADD', containerId, { PODNET_TEST_PAUSE: `${point}:60000` }),
     extendEnv: false,
@@ -171,5 +171,45 @@ describe('podnet-host-local under concurrency', () => {
     expect(indexEntries(dataDir, NET)).toEqual([]);
     const last = readFileSync(join(dataDir, NET, 'last_reserved_ip.0'), 'utf8');
     expect(last).toMatch(/^10\.60\.\d+\.\d+$/);
+  });
+});
+
+describe('test hooks are compiled out of the shipped executable', () => {
+  /** Start a test-build ADD that holds the lock (paused at "locked") until killed. */
+  async function holdLock(containerId: string) {
+    const p = execa(HOST_LOCAL_TEST, [], { input: JSON.stringify(conf()), env: env('ADD', containerId, { PODNET_TEST_PAUSE: 'locked:60000' }), extendEnv: false, reject: false });
+    await new Promise<void>((resolve, reject) => {
+      let seen = '';
+      const timer = setTimeout(() => reject(new Error(`holder never paused: ${seen}`)), 20_000);
+      p.stderr?.on('data', (d: Buffer) => {
+        seen += d.toString();
+        if (seen.includes('"test pause"')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+    // Wrapped: an async function returning the (thenable) process would wait for its exit.
+    return { proc: p };
+  }
+
+  it('PODNET_TEST_LOCK_TIMEOUT_MS: the test build gives up (11), the shipped one waits and takes the stale lock over', async () => {
+    const { proc: holder } = await holdLock('holder');
+    try {
+      const knob = { PODNET_TEST_LOCK_TIMEOUT_MS: '300' };
+      const test = await execa(HOST_LOCAL_TEST, [], { input: JSON.stringify(conf()), env: env('ADD', 'viaTest', knob), extendEnv: false, reject: false });
+      expect(JSON.parse(test.stdout)).toMatchObject({ code: 11 });
+      const shipped = await execa(HOST_LOCAL, [], { input: JSON.stringify(conf()), env: env('ADD', 'viaShipped', knob), extendEnv: false, reject: false });
+      expect(shipped.exitCode, shipped.stdout).toBe(0);
+    } finally {
+      holder.kill('SIGKILL');
+      await holder;
+    }
+  });
+
+  it('PODNET_TEST_PAUSE: the shipped executable never pauses', async () => {
+    const r = await execa(HOST_LOCAL, [], { input: JSON.stringify(conf()), env: env('ADD', 'nopause', { PODNET_TEST_PAUSE: 'locked:60000' }), extendEnv: false, reject: false, timeout: 30_000 });
+    expect(r.exitCode, r.stdout).toBe(0);
+    expect(r.stderr).not.toContain('test pause');
   });
 });

@@ -7,6 +7,7 @@ import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { parseCidr } from '../../../routesync/cidr.js';
 import { parseFlags } from '../../../routesync/flags.js';
 import { parseListenAddr } from '../../../routesync/server.js';
+import { EXECUTABLES, SEA_OPTIONS } from '../../../scripts/build.mjs';
 import { REPO_ROOT } from '../../helpers/env.js';
 
 /**
@@ -160,8 +161,11 @@ describe('kind/podnet.yaml', () => {
     expect(mounts.get(parsed.options.cniBinDir)).toBe('cni-bin');
     expect(c.volumeMounts.find((m: { name: string }) => m.name === 'cni-bin').readOnly).toBe(true);
     expect(mounts.get(join(parsed.options.sysctlRoot, 'net'))).toBe('proc-sys-net');
-    const nodeOptions = c.env.find((e: { name: string }) => e.name === 'NODE_OPTIONS')?.value as string;
-    expect(nodeOptions).toMatch(/--max-old-space-size=\d+/);
+    // The heap cap is built into the executable (which ignores NODE_OPTIONS): none here.
+    expect(c.env.find((e: { name: string }) => e.name === 'NODE_OPTIONS')).toBeUndefined();
+    const daemon = EXECUTABLES.find((e) => e.name === 'podnet-routesync');
+    expect(daemon?.execArgv?.join(' ')).toMatch(/--max-old-space-size=\d+/);
+    expect(SEA_OPTIONS.execArgvExtension).toBe('none');
   });
 
   it('init container: runs the install script the image ships, into the host CNI bin dir', () => {

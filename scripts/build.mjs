@@ -49,9 +49,6 @@ export const EXECUTABLES = [
     name: 'podnet',
     entry: 'plugins/podnet.ts',
     links: ['podnet-bridge', 'podnet-host-local'],
-    // Start-up is most of a plugin's cost: proper-lockfile's graceful-fs (fs patching, stream,
-    // util) and signal-exit (assert, signal hooks) are swapped for plain fs and a no-op.
-    alias: { 'graceful-fs': 'fs', 'signal-exit': './scripts/shims/signal-exit.cjs' },
   },
   // A heap cap keeps the daemon's RSS near its live heap (~30 MB live; uncapped V8 lets garbage
   // grow to ~190 MB with 5,000 Nodes). It lives here only: NODE_OPTIONS is ignored. V8 rejects a

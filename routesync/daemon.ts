@@ -7,7 +7,11 @@ import { type Options, helpText, parseFlags } from './flags.js';
 import { IprouteCli } from './host-net.js';
 import { RouteSyncLoop } from './loop.js';
 import { Metrics } from './metrics.js';
-import { FileNodeSource, KubeNodeSource, type NodeSource, loadKubeConfig } from './node-source.js';
+import { FileNodeSource } from './file-node-source.js';
+import { KubeNodeSource } from './kube-node-source.js';
+import { loadKubeConfig } from './kubeconfig.js';
+import type { NodeSource } from './node-source.js';
+import { parseClusterCidrs } from './pod-network.js';
 import { selectMasq } from './reconcile-masq.js';
 import { type HealthServer, startHealthServer } from './server.js';
 
@@ -82,6 +86,8 @@ export async function runRouteSync(argv: readonly string[], env: NodeJS.ProcessE
     log.error((e as Error).message);
     return 1;
   }
+  const parsedCluster = parseClusterCidrs(o.clusterCidrs);
+  const cluster = parsedCluster.ok ? parsedCluster.value : []; // parseFlags checked them
   const runner = createAsyncRunner();
   const masq = await selectMasq(o.masquerade, runner);
   const metrics = new Metrics();
@@ -101,6 +107,7 @@ export async function runRouteSync(argv: readonly string[], env: NodeJS.ProcessE
       brNetfilter: o.brNetfilter,
       routeProtocol: o.routeProtocol,
       resyncMs: o.resyncMs,
+      clusterCIDRs: cluster,
     },
   });
 
@@ -135,7 +142,14 @@ export async function runRouteSync(argv: readonly string[], env: NodeJS.ProcessE
       return 1;
     }
   }
-  log.info('starting', { source: source.description, masquerade: masq.backend, metrics: server?.address ?? 'off', cniConfDir: o.cniConfDir, routeProtocol: o.routeProtocol });
+  log.info('starting', {
+    source: source.description,
+    masquerade: masq.backend,
+    metrics: server?.address ?? 'off',
+    cniConfDir: o.cniConfDir,
+    routeProtocol: o.routeProtocol,
+    clusterCIDRs: o.clusterCidrs.length ? o.clusterCidrs : 'not enforced',
+  });
   const stopped = waitForSignal(log);
   loop.start();
   await stopped;

@@ -1,4 +1,5 @@
 import { CniError, ErrorCode } from './errors.js';
+import { type JsonObject as Obj, isJsonObject as isObj } from './json.js';
 import type { Dns, Interface, IpConfig, Result, Route } from './types.js';
 import { assertSupportedVersion, versionAtLeast } from './version.js';
 
@@ -9,10 +10,6 @@ import { assertSupportedVersion, versionAtLeast } from './version.js';
  *   0.3.0 … 0.4.0  same, plus ips[].version "4"|"6"; no interface mtu, route extras
  *   0.1.0 / 0.2.0  { ip4: {ip, gateway, routes}, ip6: {…}, dns } with the first IP of each family
  */
-
-type Obj = Record<string, unknown>;
-
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 const family = (addr: string): '4' | '6' => (addr.includes(':') ? '6' : '4');
 

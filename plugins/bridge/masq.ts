@@ -146,5 +146,3 @@ export function createMasq(nf: Netfilter, conf: BridgeConf, containerId: string,
     },
   };
 }
-
-export { MASQ_TABLE };

@@ -1,6 +1,7 @@
 /**
  * host-local section of `npm run bench`: podnet-host-local (the built executable) against the
- * reference /usr/lib/cni/host-local, runs interleaved so all see the same machine load.
+ * upstream reference host-local (the release scripts/peers.sh builds) and Debian 12's
+ * /usr/lib/cni/host-local (1.1.1), runs interleaved so all see the same machine load.
  *   1. bare start-up: VERSION p50/p95
  *   2. ADD and DEL p50/p95 with 0, 100 and 250 reservations (a node's /24: what podnet really
  *      runs at) and 10,000 (a /16), written directly in the reference layout; podnet's one-off
@@ -14,7 +15,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DIST_BIN, DIST_TEST_BIN, REFERENCE_BIN } from '../helpers/env.js';
+import { DIST_BIN, DIST_TEST_BIN, debianCniBin } from '../helpers/env.js';
+import { UPSTREAM_CNI_VERSION, upstreamCniBin } from '../helpers/peers.js';
 
 const RUNS = Number(process.env.HL_BENCH_RUNS) || 30;
 const SIZES = [0, 100, 250, 10_000];
@@ -26,11 +28,16 @@ interface Plugin {
   env?: Record<string, string>;
 }
 
+const REF_LABEL = `ref ${UPSTREAM_CNI_VERSION}`;
+const DEBIAN_LABEL = 'Debian 1.1.1';
+// Either reference missing fails the section, naming the command that provides it.
 const plugins: Plugin[] = [
   { label: 'podnet', file: join(DIST_BIN, 'podnet-host-local') },
   { label: 'no index', file: join(DIST_TEST_BIN, 'podnet-host-local'), env: { PODNET_TEST_STORE_INDEX: 'off' } },
-  { label: 'reference', file: join(REFERENCE_BIN, 'host-local') },
-].filter((p) => existsSync(p.file));
+  { label: REF_LABEL, file: join(upstreamCniBin(), 'host-local') },
+  { label: DEBIAN_LABEL, file: join(debianCniBin(), 'host-local') },
+];
+const W = 13;
 
 const pct = (values: number[], p: number): number => {
   const s = [...values].sort((a, b) => a - b);
@@ -39,7 +46,7 @@ const pct = (values: number[], p: number): number => {
 const f = (v: number) => `${v.toFixed(1)} ms`;
 const stat = (v: number[]) => `p50 ${f(pct(v, 50)).padStart(8)}  p95 ${f(pct(v, 95)).padStart(8)}`;
 
-// The reference speaks up to 1.0.0. A /24 for the node-sized stores, a /16 for 10,000.
+// Debian's reference speaks up to 1.0.0. A /24 for the node-sized stores, a /16 for 10,000.
 const config = (dataDir: string, size: number) =>
   JSON.stringify({ cniVersion: '1.0.0', name: NET, type: 'bridge', ipam: { type: 'host-local', dataDir, subnet: size > 250 ? '10.70.0.0/16' : '10.70.0.0/24' } });
 
@@ -48,7 +55,7 @@ const env = (p: Plugin, command: string, containerId: string) => ({
   CNI_CONTAINERID: containerId,
   CNI_NETNS: '/var/run/netns/phl-bench',
   CNI_IFNAME: 'eth0',
-  CNI_PATH: REFERENCE_BIN,
+  CNI_PATH: upstreamCniBin(), // skel requires one; host-local execs nothing
   ...p.env,
 });
 
@@ -90,7 +97,7 @@ function parallel(p: Plugin, input: string, command: string, n: number): Promise
 }
 
 async function main(): Promise<void> {
-  if (!plugins.some((p) => p.label === 'podnet')) {
+  if (!plugins.slice(0, 2).every((p) => existsSync(p.file))) {
     console.log(`podnet-host-local not built (${join(DIST_BIN, 'podnet-host-local')}): run npm run build`);
     process.exitCode = 1;
     return;
@@ -127,12 +134,12 @@ async function main(): Promise<void> {
 
     console.log(`${RUNS} runs each, interleaved; reservations preset in the reference layout (/24 up to 250, /16 for 10,000)`);
     console.log(`(load average at the end: ${loadavg().map((x) => x.toFixed(1)).join(' ')} on ${cpus().length} CPUs)\n`);
-    for (const p of plugins) console.log(`${p.label.padEnd(10)} VERSION (bare start-up)        ${stat(version.get(p.label) ?? [])}`);
+    for (const p of plugins) console.log(`${p.label.padEnd(W)} VERSION (bare start-up)        ${stat(version.get(p.label) ?? [])}`);
     for (const size of SIZES) {
       console.log('');
       for (const p of plugins) {
         const k = key(p, size);
-        console.log(`${p.label.padEnd(10)} ADD, ${String(size).padStart(5)} reservations   ${stat(add.get(k) ?? [])}   DEL ${stat(del.get(k) ?? [])}`);
+        console.log(`${p.label.padEnd(W)} ADD, ${String(size).padStart(5)} reservations   ${stat(add.get(k) ?? [])}   DEL ${stat(del.get(k) ?? [])}`);
       }
     }
     console.log('\nwhat the index pays (p50, no index − index; positive: the index saves that much):');
@@ -142,18 +149,15 @@ async function main(): Promise<void> {
       console.log(`  ${String(size).padStart(5)} reservations: ADD ${f(a('no index') - a('podnet')).padStart(9)}   DEL ${f(d('no index') - d('podnet')).padStart(9)}`);
     }
     console.log(`podnet index migration of 10,000 reference reservations (first ADD): ${f(migration.get(`podnet/10000`) ?? Number.NaN)}`);
-    const ref = plugins.find((p) => p.label === 'reference');
-    if (ref) {
-      const r = (l: string, size: number) => (pct(add.get(`${l}/${size}`) ?? [], 50) / pct(add.get(`reference/${size}`) ?? [], 50)).toFixed(2);
-      console.log(`podnet/reference ADD p50: ${SIZES.map((s) => `${s}: ${r('podnet', s)}×`).join('  ')}`);
-    }
+    const r = (l: string, size: number) => (pct(add.get(`${l}/${size}`) ?? [], 50) / pct(add.get(`${REF_LABEL}/${size}`) ?? [], 50)).toFixed(2);
+    for (const l of ['podnet', DEBIAN_LABEL]) console.log(`${l}/${REF_LABEL} ADD p50: ${SIZES.map((size) => `${size}: ${r(l, size)}×`).join('  ')}`);
 
     console.log('');
     for (const p of plugins.filter((x) => x.label !== 'no index')) {
       const input = config(join(root, `${p.label}-parallel`), 10_000);
       const addMs = await parallel(p, input, 'ADD', 100);
       const delMs = await parallel(p, input, 'DEL', 100);
-      console.log(`${p.label.padEnd(10)} 100 ADDs at once: wall ${f(addMs)}   100 DELs at once: wall ${f(delMs)}`);
+      console.log(`${p.label.padEnd(W)} 100 ADDs at once: wall ${f(addMs)}   100 DELs at once: wall ${f(delMs)}`);
     }
   } finally {
     rmSync(root, { recursive: true, force: true });

@@ -31,7 +31,7 @@ import { AddressTakenError, type Owner, type PickedIp, type Reservation, type St
 
 export { BUCKETS, INDEX_NAME, STAMP_NAME, bucketName, bucketOf } from './owner-index.js';
 
-/** podnet's directory inside the network's, and its parts. */
+/** podnet's directory inside the network's (`podnet/`), and its parts. */
 export const LOCK_NAME = 'podnet/lock';
 export const TMP_NAME = 'podnet/tmp';
 

@@ -7,7 +7,7 @@ import { execa } from 'execa';
 export const BUSYBOX = '/bin/busybox';
 
 /** Applets the container tests use, linked to busybox in the image's /bin. */
-const APPLETS = ['sh', 'sleep', 'ping', 'nc', 'ip', 'cat', 'echo', 'hostname', 'ls', 'true'] as const;
+const APPLETS = ['sh', 'sleep', 'ping', 'nc', 'ip', 'cat', 'echo', 'hostname', 'ls', 'true', 'netstat', 'grep'] as const;
 
 export interface BuiltImage {
   /** OCI image-layout archive, ready for `ctr image import`. */
@@ -22,9 +22,10 @@ export interface BuiltImage {
  * Build a one-layer OCI image from busybox-static, by hand, because no registry is reachable:
  * a rootfs directory (busybox + applet links) tarred into the layer, then the image config,
  * the manifest, index.json and the oci-layout marker, tarred into an OCI image-layout archive.
- * `work` must be an empty directory; the archive is written inside it.
+ * `work` must be an empty directory; the archive is written inside it. `cmd` is the image's
+ * default command (a CRI sandbox image: one that never exits, as pause does).
  */
-export async function buildBusyboxImage(work: string, ref = 'pcl.local/busybox:1'): Promise<BuiltImage> {
+export async function buildBusyboxImage(work: string, ref = 'pcl.local/busybox:1', cmd: readonly string[] = ['/bin/sh']): Promise<BuiltImage> {
   const rootfs = join(work, 'rootfs');
   for (const d of ['bin', 'dev', 'proc', 'sys', 'tmp', 'etc', 'root']) mkdirSync(join(rootfs, d), { recursive: true });
   copyFileSync(BUSYBOX, join(rootfs, 'bin', 'busybox'));
@@ -47,7 +48,7 @@ export async function buildBusyboxImage(work: string, ref = 'pcl.local/busybox:1
       created: '1970-01-01T00:00:00Z',
       architecture: 'amd64',
       os: 'linux',
-      config: { Env: ['PATH=/bin'], Cmd: ['/bin/sh'], WorkingDir: '/' },
+      config: { Env: ['PATH=/bin'], Cmd: [...cmd], WorkingDir: '/' },
       rootfs: { type: 'layers', diff_ids: [`sha256:${layer.digest}`] },
       history: [{ created: '1970-01-01T00:00:00Z', created_by: 'podnet test/e2e/clients/image.ts (busybox-static)' }],
     }),

@@ -161,6 +161,9 @@ describe('kind/podnet.yaml', () => {
     expect(mounts.get(parsed.options.cniBinDir)).toBe('cni-bin');
     expect(c.volumeMounts.find((m: { name: string }) => m.name === 'cni-bin').readOnly).toBe(true);
     expect(mounts.get(join(parsed.options.sysctlRoot, 'net'))).toBe('proc-sys-net');
+    // podCIDRs are held to the cluster's pod subnet: the one kind gives the controller-manager.
+    const podSubnet = String((parseYaml(text('cluster.yaml')) as { networking: { podSubnet: string } }).networking.podSubnet);
+    expect(parsed.options.clusterCidrs).toEqual(podSubnet.split(',').map((t) => (parseCidr(t.trim()) as { value: { text: string } }).value.text));
     // The heap cap is built into the executable (which ignores NODE_OPTIONS): none here.
     expect(c.env.find((e: { name: string }) => e.name === 'NODE_OPTIONS')).toBeUndefined();
     const daemon = EXECUTABLES.find((e) => e.name === 'podnet-routesync');

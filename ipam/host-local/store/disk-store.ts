@@ -65,10 +65,6 @@ export class DiskStore implements Store {
     this.opts = { ...LOCK_DEFAULTS, ...definedOnly(lock), index: index ?? true, pause };
   }
 
-  get lockPath(): string {
-    return join(this.dir, LOCK_NAME);
-  }
-
   /** The store directory every verb uses: `dir`, or what it links to. */
   private resolved(): string {
     const st = lstatSync(this.dir, { throwIfNoEntry: false });

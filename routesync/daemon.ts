@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { createLogger, type Logger } from '../lib/cni/log.js';
-import { createAsyncRunner } from '../lib/linux/ip-async.js';
+import { processRunner } from '../lib/linux/exec.js';
 import { createVersionLookup } from './plugin-versions.js';
 import { type ConflistTemplate, DEFAULT_TEMPLATE, checkTemplate } from './conflist.js';
 import { type Options, helpText, parseFlags } from './flags.js';
@@ -88,7 +88,7 @@ export async function runRouteSync(argv: readonly string[], env: NodeJS.ProcessE
   }
   const parsedCluster = parseClusterCidrs(o.clusterCidrs);
   const cluster = parsedCluster.ok ? parsedCluster.value : []; // parseFlags checked them
-  const runner = createAsyncRunner();
+  const runner = processRunner;
   const masq = await selectMasq(o.masquerade, runner);
   const metrics = new Metrics();
   const loop = new RouteSyncLoop({

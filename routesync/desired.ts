@@ -1,4 +1,12 @@
-import { type Cidr, DisjointCidrSet, contains, networkOf, overlaps, parseCidr, parseIp } from './cidr.js';
+import {
+  type Network as Cidr,
+  DisjointNetworkSet as DisjointCidrSet,
+  networkContains as contains,
+  networkOfAddress as networkOf,
+  parseNetwork as parseCidr,
+  checkIp as parseIp,
+  networksOverlap as overlaps,
+} from '../lib/addr/addr.js';
 import { podCidrProblem, unusableNextHop } from './pod-network.js';
 import {
   type DesiredRoute,

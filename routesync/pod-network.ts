@@ -1,9 +1,9 @@
-import { type Cidr, contains, overlaps, parseCidr } from './cidr.js';
+import { type Network as Cidr, networkContains as contains, networksOverlap as overlaps, parseNetwork as parseCidr } from '../lib/addr/addr.js';
 import type { Family } from './types.js';
 
 /**
  * What may be a pod network and what may be a next hop, judged on the address alone (pure).
- * Built on cidr.ts's parsers, so moving to a shared address module changes imports only.
+ * Built on the shared address module's network parsers (lib/addr).
  *
  * A podCIDR becomes a route on every node (`<podCIDR> via <InternalIP>`) and the subnet of the
  * node's pods, so it must be ordinary unicast space: never multicast, loopback, link-local, the
@@ -39,7 +39,6 @@ const NEVER: readonly Special[] = [
   special('255.255.255.255/32', 'the broadcast address'),
   special('::/128', 'the unspecified address'),
   special('::1/128', 'loopback'),
-  special('::ffff:0:0/96', 'IPv4-mapped'),
   special('fe80::/10', 'link-local'),
   special('ff00::/8', 'multicast'),
 ];

@@ -1,6 +1,6 @@
 import type { Logger } from '../lib/cni/log.js';
-import type { AsyncRunner } from '../lib/linux/ip-async.js';
-import { iptables, iptablesRestore, nftApply, nftJson, nftUsable, type IpFamilyTool } from '../lib/linux/netfilter-async.js';
+import type { Runner as AsyncRunner } from '../lib/linux/exec.js';
+import { iptables, iptablesRestore, nftApply, nftJson, nftUsable, type IptablesTool as IpFamilyTool } from '../lib/linux/netfilter.js';
 import type { Metrics } from './metrics.js';
 import { CONVERGED, type Stage, type StageOutcome } from './stage.js';
 import type { DesiredState } from './types.js';

@@ -2,7 +2,7 @@ import { parseCniArgs } from '../../lib/cni/cni-args.js';
 import { CniError, ErrorCode } from '../../lib/cni/errors.js';
 import type { NetConf, Route } from '../../lib/cni/types.js';
 import { versionAtLeast } from '../../lib/cni/version.js';
-import { type Addr, familyBits, formatCidr, formatIp, hostMask, parseCidr, parseIp, parseIpMaybeCidr } from './ip.js';
+import { type Addr, familyBits, formatCidr, formatIp, hostMask, parseCidr, parseIp, parseIpMaybeCidr } from '../../lib/addr/addr.js';
 import { type JsonObject as Obj, isJsonObject as isObj } from '../../lib/cni/json.js';
 
 /**

@@ -23,7 +23,7 @@
 import { accessSync, constants, lstatSync, mkdirSync, readdirSync, realpathSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { CniError, ErrorCode, causeText, isCniError } from '../../../lib/cni/errors.js';
-import { reservationName } from '../ip.js';
+import { reservationName } from '../../../lib/addr/addr.js';
 import { type LockOptions, StoreLock } from './lock.js';
 import { OwnerIndex } from './owner-index.js';
 import { ReservationDir, assertRealDir, storeIoError } from './reservation-dir.js';

@@ -21,7 +21,7 @@
 import { closeSync, constants, ftruncateSync, linkSync, lstatSync, openSync, readFileSync, readdirSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { CniError, ErrorCode, causeText } from '../../../lib/cni/errors.js';
-import { formatIp, parseIp, reservationName } from '../ip.js';
+import { formatIp, parseIp, reservationName } from '../../../lib/addr/addr.js';
 import { type Owner, type Reservation, ownerText, parseOwner, sameOwner } from './store.js';
 
 export const LAST_IP_PREFIX = 'last_reserved_ip.';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
-import { parseCidr } from '../../../routesync/cidr.js';
+import { parseNetwork as parseCidr } from '../../../lib/addr/addr.js';
 import { parseFlags } from '../../../routesync/flags.js';
 import { parseListenAddr } from '../../../routesync/server.js';
 import { EXECUTABLES, SEA_OPTIONS } from '../../../scripts/build.mjs';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseCidr } from '../../../routesync/cidr.js';
+import { parseNetwork as parseCidr } from '../../../lib/addr/addr.js';
 import { NodeMemo, calcDesired, calcPeerAddresses, calcSelf } from '../../../routesync/desired.js';
 import type { LocalAddress, NodeLike, Reachability } from '../../../routesync/types.js';
 

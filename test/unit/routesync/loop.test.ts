@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../../lib/cni/log.js';
-import { parseCidr } from '../../../routesync/cidr.js';
+import { parseNetwork as parseCidr } from '../../../lib/addr/addr.js';
 import { DEFAULT_TEMPLATE, type ConflistTemplate } from '../../../routesync/conflist.js';
 import type { HostNet, KernelRoute } from '../../../routesync/host-net.js';
 import { RouteSyncLoop } from '../../../routesync/loop.js';

@@ -26,7 +26,7 @@ import { CniError, ErrorCode, causeText, isCniError } from '../../../lib/cni/err
 import { reservationName } from '../../../lib/addr/addr.js';
 import { type LockOptions, StoreLock } from './lock.js';
 import { OwnerIndex } from './owner-index.js';
-import { ReservationDir, assertRealDir, storeIoError } from './reservation-dir.js';
+import { ReservationDir, ensureRealDir, storeIoError } from './reservation-dir.js';
 import { AddressTakenError, type Owner, type PickedIp, type Reservation, type Store, type StoreTx } from './store.js';
 
 export { BUCKETS, INDEX_NAME, STAMP_NAME, bucketName, bucketOf } from './owner-index.js';
@@ -76,7 +76,7 @@ export class DiskStore implements Store {
     try {
       mkdirSync(this.dir, { recursive: true, mode: 0o755 });
       dir = this.resolved();
-      for (const sub of ['podnet', TMP_NAME]) if (!assertRealDir(join(dir, sub))) mkdirSync(join(dir, sub), { mode: 0o755 });
+      for (const sub of ['podnet', TMP_NAME]) ensureRealDir(join(dir, sub));
     } catch (e) {
       if (isCniError(e)) throw e;
       throw new CniError(ErrorCode.IoFailure, `failed to create store directory "${this.dir}": ${causeText(e)}`, '', { cause: e });

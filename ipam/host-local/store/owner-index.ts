@@ -30,9 +30,9 @@
  * stamp it writes; so an index entry is believed only for files whose content names its owner,
  * and allocation checks the reservation files themselves, never the index.
  */
-import { lstatSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { lstatSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { type ReservationDir, assertRealDir, readNoFollow, writeNoFollow } from './reservation-dir.js';
+import { type ReservationDir, assertRealDir, ensureRealDir, readNoFollow, writeNoFollow } from './reservation-dir.js';
 import { type Owner, type Reservation, sameOwner } from './store.js';
 
 export const INDEX_NAME = 'podnet/index';
@@ -192,7 +192,7 @@ export class OwnerIndex {
   /** Replace the whole index with one built from `rs`: every bucket rewritten or removed. */
   private async writeAll(rs: readonly Reservation[]): Promise<void> {
     this.markDirty();
-    if (!assertRealDir(this.indexDir)) mkdirSync(this.indexDir, { mode: 0o755 });
+    ensureRealDir(this.indexDir);
     const fresh = new Map<number, Entry[]>();
     for (const r of rs) {
       const b = bucketOf(r.owner);

@@ -18,7 +18,7 @@
  * exists), so a killed ADD never leaves an empty or half-written reservation. Every write first
  * asks `guard` (the lock's verify), so a holder that lost the lock writes nothing more.
  */
-import { closeSync, constants, ftruncateSync, linkSync, lstatSync, openSync, readFileSync, readdirSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants, ftruncateSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { CniError, ErrorCode, causeText } from '../../../lib/cni/errors.js';
 import { formatIp, parseIp, reservationName } from '../../../lib/addr/addr.js';
@@ -46,6 +46,19 @@ export function assertRealDir(path: string): boolean {
   if (st.isSymbolicLink()) throw symlinkRefused(path);
   if (!st.isDirectory()) throw new CniError(ErrorCode.IoFailure, `store path "${path}" is not a directory`);
   return true;
+}
+
+/**
+ * Make `path` a directory unless it is one; throw code 5 if it is a link or something else.
+ * Parallel first ADDs race here (none holds the lock yet): EEXIST from the loser is fine.
+ */
+export function ensureRealDir(path: string): void {
+  try {
+    mkdirSync(path, { mode: 0o755 });
+  } catch (e) {
+    if (errCode(e) !== 'EEXIST') throw e;
+  }
+  assertRealDir(path);
 }
 
 /**

@@ -213,12 +213,11 @@ export class Cluster {
       }
       await this.waitFor('every Node registered', async () => (await this.nodeNames()).length === count, 120_000, state);
 
-      if (cni === 'podnet') {
-        this.say(`podnet: kubectl apply -f kind/podnet.yaml (image ${state.podnetImage}) (${elapsed()})`);
-        await this.kubectl(['apply', '-f', '-'], { input: podnetManifest(state.podnetImage) });
-      } else {
-        this.say(`reference plugins: bridge + host-local conflist on every node (${elapsed()})`);
-        await this.writeReferenceConflists(state);
+      this.say(`podnet: kubectl apply -f kind/podnet.yaml (image ${state.podnetImage}) (${elapsed()})`);
+      await this.kubectl(['apply', '-f', '-'], { input: podnetManifest(state.podnetImage) });
+      if (cni === 'reference') {
+        this.say(`reference plugins: routesync only routes; bridge + host-local conflist on every node (${elapsed()})`);
+        await this.useReferencePlugins(state);
       }
       await this.waitFor('every Node Ready', async () => (await this.readyNodes()).length === count, 180_000, state);
       this.say(`cluster "${this.name}" is up: ${count} nodes Ready in ${elapsed()}`);
@@ -341,23 +340,20 @@ export class Cluster {
 
   // ---------------------------------------------------------------- CNI of the reference cluster
 
-  private async writeReferenceConflists(state: ClusterState): Promise<void> {
+  /**
+   * The reference-plugins cluster: routesync still routes and masquerades (the same DaemonSet,
+   * with --write-conflist=false), and every node gets the reference bridge + host-local conflist
+   * for its podCIDR, written where containerd reads it.
+   */
+  private async useReferencePlugins(state: ClusterState): Promise<void> {
+    await this.kubectl(['-n', 'kube-system', 'patch', 'daemonset', 'podnet', '--type=json', '-p',
+      JSON.stringify([{ op: 'add', path: '/spec/template/spec/containers/0/args/-', value: '--write-conflist=false' }])]);
     await this.waitFor('every Node has a podCIDR', async () => {
       const nodes = await this.nodesJson();
       return nodes.length === state.nodes.length && nodes.every((x) => x.spec?.podCIDR);
     }, 60_000, state);
     for (const node of await this.nodesJson()) {
-      const cidr = node.spec?.podCIDR as string;
-      writeFileSync(this.nodeFile(node.metadata.name, '/etc/cni/net.d/10-reference.conflist'), referenceConflist(cidr));
-    }
-    // Routes between nodes: what routesync does, done once here (the reference has no daemon).
-    const nodes = await this.nodesJson();
-    for (const n of state.nodes) {
-      for (const peer of nodes) {
-        if (peer.metadata.name === n.name) continue;
-        const ip = state.nodes.find((x) => x.name === peer.metadata.name)?.ip;
-        if (ip) await execa('ip', ['netns', 'exec', n.netns, 'ip', 'route', 'replace', peer.spec?.podCIDR as string, 'via', ip]);
-      }
+      writeFileSync(this.nodeFile(node.metadata.name, '/etc/cni/net.d/10-reference.conflist'), referenceConflist(node.spec?.podCIDR as string));
     }
   }
 
@@ -514,7 +510,7 @@ export function podnetManifest(image: string | undefined): string {
   return out;
 }
 
-/** The reference plugins' conflist for a node: what routesync writes, with bridge + host-local. */
+/** The reference plugins' conflist for a node: routesync's template with the upstream bridge + host-local. */
 export function referenceConflist(podCidr: string): string {
   return JSON.stringify({
     cniVersion: '1.0.0',

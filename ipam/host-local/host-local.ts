@@ -1,7 +1,7 @@
-import type { CmdArgs, GcArgs, PluginFuncs } from '../../plugins/cni/dispatch.js';
-import { CniError, ErrorCode } from '../../plugins/cni/errors.js';
-import type { Result } from '../../plugins/cni/types.js';
-import { CURRENT_VERSION } from '../../plugins/cni/version.js';
+import type { CmdArgs, GcArgs, PluginFuncs } from '../../lib/cni/dispatch.js';
+import { CniError, ErrorCode } from '../../lib/cni/errors.js';
+import type { Result } from '../../lib/cni/types.js';
+import { CURRENT_VERSION } from '../../lib/cni/version.js';
 import { allocate, freeCounts, inAnySet, staleReservations } from './allocator/allocator.js';
 import { capacity } from './allocator/range-set.js';
 import { type IpamConf, loadIpamConf, rangeSetText } from './config.js';

@@ -1,4 +1,4 @@
-import { runMain } from '../../plugins/cni/run-main.js';
+import { runMain } from '../../lib/cni/run-main.js';
 import { createHostLocalPlugin } from './host-local.js';
 
 export function main(): Promise<number> {

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { CniError, ErrorCode, causeText } from '../../plugins/cni/errors.js';
-import type { Dns } from '../../plugins/cni/types.js';
+import { CniError, ErrorCode, causeText } from '../../lib/cni/errors.js';
+import type { Dns } from '../../lib/cni/types.js';
 
 /** Parse resolv.conf text into a result's `dns`, as upstream host-local's dns.go does. */
 export function parseResolvConf(text: string): Dns {

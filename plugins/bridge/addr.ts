@@ -1,5 +1,5 @@
 import ipaddr from 'ipaddr.js';
-import type { IpFamily } from '../linux/netfilter.js';
+import type { IpFamily } from '../../lib/linux/netfilter.js';
 
 /** Address maths the bridge needs (ipaddr.js underneath). */
 export interface ParsedCidr {

@@ -1,6 +1,6 @@
-import type { CmdArgs } from '../cni/dispatch.js';
-import { CniError, ErrorCode } from '../cni/errors.js';
-import type { Interface } from '../cni/types.js';
+import type { CmdArgs } from '../../lib/cni/dispatch.js';
+import { CniError, ErrorCode } from '../../lib/cni/errors.js';
+import type { Interface } from '../../lib/cni/types.js';
 import { canonicalIp, parseCidr } from './addr.js';
 import type { BridgeDeps } from './bridge.js';
 import type { Masq } from './masq.js';

@@ -1,7 +1,7 @@
-import { delegate, findInPath } from '../cni/delegate.js';
-import type { CmdArgs, GcArgs, PluginFuncs, Verb } from '../cni/dispatch.js';
-import { formatResult, parseResult } from '../cni/result.js';
-import type { Result } from '../cni/types.js';
+import { delegate, findInPath } from '../../lib/cni/delegate.js';
+import type { CmdArgs, GcArgs, PluginFuncs, Verb } from '../../lib/cni/dispatch.js';
+import { formatResult, parseResult } from '../../lib/cni/result.js';
+import type { Result } from '../../lib/cni/types.js';
 
 /**
  * The bridge's IPAM: any CNI IPAM plugin, found through CNI_PATH and executed (upstream's
@@ -20,7 +20,7 @@ export interface Ipam {
 export type DelegateFn = typeof delegate;
 
 export interface IpamDeps {
-  /** Exec an IPAM plugin (plugins/cni/delegate.ts `delegate`). */
+  /** Exec an IPAM plugin (lib/cni/delegate.ts `delegate`). */
   exec: DelegateFn;
   /** IPAM types that may run in-process: type → loader of its handlers. */
   inProcess: Record<string, () => Promise<PluginFuncs>>;

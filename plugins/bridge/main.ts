@@ -1,4 +1,4 @@
-import { runMain } from '../cni/run-main.js';
+import { runMain } from '../../lib/cni/run-main.js';
 import { createBridgePlugin } from './bridge.js';
 
 export function main(): Promise<number> {

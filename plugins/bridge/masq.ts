@@ -1,5 +1,5 @@
-import { CniError, ErrorCode, causeText } from '../cni/errors.js';
-import { CommandError } from '../linux/exec.js';
+import { CniError, ErrorCode, causeText } from '../../lib/cni/errors.js';
+import { CommandError } from '../../lib/linux/exec.js';
 import {
   MASQ_CHAIN,
   MASQ_TABLE,
@@ -11,10 +11,10 @@ import {
   nftDeleteRules,
   nftMasqBaseLines,
   nftMasqRuleLines,
-} from '../linux/masq.js';
-import type { Netfilter, NftRule } from '../linux/netfilter.js';
-import { SPOOFCHK_FAMILY, spoofchkBaseLines, spoofchkRuleLines } from '../linux/spoofchk.js';
-import type { Attachment } from '../cni/types.js';
+} from './masq-rules.js';
+import type { Netfilter, NftRule } from '../../lib/linux/netfilter.js';
+import { SPOOFCHK_FAMILY, spoofchkBaseLines, spoofchkRuleLines } from './spoofchk.js';
+import type { Attachment } from '../../lib/cni/types.js';
 import { calcAttachmentKey, calcIptablesChain, calcIptablesComment, calcNetworkKey, calcRuleComment } from './names.js';
 import type { BridgeConf } from './netconf.js';
 

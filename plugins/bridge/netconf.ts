@@ -1,6 +1,6 @@
-import { parseCniArgs } from '../cni/cni-args.js';
-import { CniError, ErrorCode } from '../cni/errors.js';
-import type { Dns, NetConf } from '../cni/types.js';
+import { parseCniArgs } from '../../lib/cni/cni-args.js';
+import { CniError, ErrorCode } from '../../lib/cni/errors.js';
+import type { Dns, NetConf } from '../../lib/cni/types.js';
 
 /** The bridge plugin's configuration: upstream's keys, validated, with defaults filled in. */
 export interface BridgeConf {

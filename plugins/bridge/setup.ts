@@ -1,7 +1,7 @@
-import { CniError, ErrorCode } from '../cni/errors.js';
-import type { IpConfig, Result, Route } from '../cni/types.js';
-import type { NetnsSysctl } from '../linux/ip.js';
-import type { IpFamily } from '../linux/netfilter.js';
+import { CniError, ErrorCode } from '../../lib/cni/errors.js';
+import type { IpConfig, Result, Route } from '../../lib/cni/types.js';
+import type { NetnsSysctl } from '../../lib/linux/ip.js';
+import type { IpFamily } from '../../lib/linux/netfilter.js';
 import { calcGatewayIp, canonicalIp, cidrsOverlap, familyOf, parseCidr } from './addr.js';
 import type { BridgeConf } from './netconf.js';
 

@@ -6,7 +6,7 @@ export const REPO_ROOT = findRepoRoot(import.meta.dirname);
 
 function findRepoRoot(from: string): string {
   for (let dir = from; ; dir = dirname(dir)) {
-    if (existsSync(join(dir, 'plugins', 'cni')) && existsSync(join(dir, 'package.json'))) return dir;
+    if (existsSync(join(dir, 'lib', 'cni')) && existsSync(join(dir, 'package.json'))) return dir;
     if (dirname(dir) === dir) throw new Error(`no podnet checkout above ${from}`);
   }
 }

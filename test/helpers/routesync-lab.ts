@@ -107,7 +107,7 @@ export function routesyncCommand(): Promise<string[]> {
     const dir = mkdtempSync(join(tmpdir(), 'prs-daemon-'));
     process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
     const outfile = join(dir, 'podnet-routesync.cjs');
-    await esbuild.build({ entryPoints: [join(root, 'plugins/routesync/main.ts')], outfile, bundle: true, platform: 'node', format: 'cjs', target: 'node22', logLevel: 'warning' });
+    await esbuild.build({ entryPoints: [join(root, 'routesync/main.ts')], outfile, bundle: true, platform: 'node', format: 'cjs', target: 'node22', logLevel: 'warning' });
     return [process.execPath, outfile];
   })();
   return daemonCmd;

@@ -2,7 +2,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadBridgeConf } from '../../plugins/bridge/netconf.js';
-import type { NetConf } from '../../plugins/cni/types.js';
+import type { NetConf } from '../../lib/cni/types.js';
 import { BridgeLab } from '../helpers/bridge-lab.js';
 import type { CniPluginError, NetworkList, RuntimeConf } from '../helpers/cni-runtime.js';
 import { REPO_ROOT, hasBuild, hasReference, isRoot } from '../helpers/env.js';

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { ErrorCode } from '../../plugins/cni/errors.js';
+import { ErrorCode } from '../../lib/cni/errors.js';
 import { runPlugin } from '../helpers/cni.js';
 import { REFERENCE_BIN } from '../helpers/env.js';
 import { HOST_LOCAL, assertBuilt, indexEntries, removeDir, reservations, tempDataDir } from '../helpers/host-local.js';

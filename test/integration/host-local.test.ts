@@ -2,8 +2,8 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'n
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { ErrorCode } from '../../plugins/cni/errors.js';
-import { versionAtLeast } from '../../plugins/cni/version.js';
+import { ErrorCode } from '../../lib/cni/errors.js';
+import { versionAtLeast } from '../../lib/cni/version.js';
 import { runPlugin } from '../helpers/cni.js';
 import { ALL_VERSIONS, isRoot } from '../helpers/env.js';
 import { HOST_LOCAL, assertBuilt, indexEntries, removeDir, reservations, snapshot, tempDataDir, tutorialConf } from '../helpers/host-local.js';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_TEMPLATE } from '../../plugins/routesync/conflist.js';
+import { DEFAULT_TEMPLATE } from '../../routesync/conflist.js';
 import { runPlugin } from '../helpers/cni.js';
 import { DIST_BIN, REFERENCE_BIN, hasBuild, hasReference, isRoot } from '../helpers/env.js';
 import { Netns } from '../helpers/netns.js';

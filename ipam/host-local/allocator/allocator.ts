@@ -1,5 +1,5 @@
-import { CniError, ErrorCode } from '../../../plugins/cni/errors.js';
-import type { IpConfig } from '../../../plugins/cni/types.js';
+import { CniError, ErrorCode } from '../../../lib/cni/errors.js';
+import type { IpConfig } from '../../../lib/cni/types.js';
 import { type Range, type RangeSet, rangeSetText } from '../config.js';
 import { type Addr, formatCidr, formatIp, parseIp } from '../ip.js';
 import type { Owner, PickedIp, Reservation, StoreTx } from '../store/store.js';

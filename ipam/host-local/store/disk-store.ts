@@ -70,7 +70,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import lockfile from 'proper-lockfile';
-import { CniError, ErrorCode, causeText, isCniError } from '../../../plugins/cni/errors.js';
+import { CniError, ErrorCode, causeText, isCniError } from '../../../lib/cni/errors.js';
 import { formatIp, parseIp, reservationName } from '../ip.js';
 import { type Owner, type PickedIp, type Reservation, type Store, type StoreTx, ownerText, parseOwner, sameOwner } from './store.js';
 

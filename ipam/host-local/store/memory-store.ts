@@ -1,4 +1,4 @@
-import { CniError, ErrorCode } from '../../../plugins/cni/errors.js';
+import { CniError, ErrorCode } from '../../../lib/cni/errors.js';
 import { type Owner, type PickedIp, type Reservation, type Store, type StoreTx, ownerText, sameOwner } from './store.js';
 
 /** An in-memory Store with the disk store's semantics, for unit tests of the allocator. */

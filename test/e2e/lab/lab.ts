@@ -177,6 +177,7 @@ export class Lab {
       '--node-name', node.name,
       '--nodes-file', this.nodesFile,
       '--cni-conf-dir', node.confDir,
+      '--cni-bin-dir', node.binDir,
       '--conflist-template', templateFile,
       '--metrics-addr', '127.0.0.1:9646',
     ];

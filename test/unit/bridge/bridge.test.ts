@@ -1,9 +1,9 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { createBridgePlugin } from '../../../plugins/bridge/bridge.js';
 import { calcHostVethName } from '../../../plugins/bridge/names.js';
-import { CniError } from '../../../plugins/cni/errors.js';
-import type { GcArgs } from '../../../plugins/cni/dispatch.js';
-import type { Result } from '../../../plugins/cni/types.js';
+import { CniError } from '../../../lib/cni/errors.js';
+import type { GcArgs } from '../../../lib/cni/dispatch.js';
+import type { Result } from '../../../lib/cni/types.js';
 import { cmdArgs, harness, removeFakeCniPath } from './fakes.js';
 
 afterAll(removeFakeCniPath);

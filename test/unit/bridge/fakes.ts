@@ -1,17 +1,17 @@
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { CmdArgs, GcArgs, PluginFuncs } from '../../../plugins/cni/dispatch.js';
-import { CniError } from '../../../plugins/cni/errors.js';
-import { silentLogger } from '../../../plugins/cni/log.js';
-import type { NetConf, Result } from '../../../plugins/cni/types.js';
+import type { CmdArgs, GcArgs, PluginFuncs } from '../../../lib/cni/dispatch.js';
+import { CniError } from '../../../lib/cni/errors.js';
+import { silentLogger } from '../../../lib/cni/log.js';
+import type { NetConf, Result } from '../../../lib/cni/types.js';
 import type { BridgeDeps } from '../../../plugins/bridge/bridge.js';
 import type { IpamDeps } from '../../../plugins/bridge/ipam.js';
-import type { RunResult } from '../../../plugins/linux/exec.js';
-import type { IpBatchOptions, IpBatchResult, IpRunner } from '../../../plugins/linux/ip.js';
-import type { NetDevView } from '../../../plugins/linux/netdev.js';
-import type { IpFamily, Netfilter, NftRule } from '../../../plugins/linux/netfilter.js';
-import type { Sysctl } from '../../../plugins/linux/sysctl.js';
+import type { RunResult } from '../../../lib/linux/exec.js';
+import type { IpBatchOptions, IpBatchResult, IpRunner } from '../../../lib/linux/ip.js';
+import type { NetDevView } from '../../../lib/linux/netdev.js';
+import type { IpFamily, Netfilter, NftRule } from '../../../lib/linux/netfilter.js';
+import type { Sysctl } from '../../../lib/linux/sysctl.js';
 
 /** A link in the fake kernel. */
 export interface FakeLink {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { CniError } from '../../../plugins/cni/errors.js';
-import type { NetConf } from '../../../plugins/cni/types.js';
+import { CniError } from '../../../lib/cni/errors.js';
+import type { NetConf } from '../../../lib/cni/types.js';
 import { loadBridgeConf } from '../../../plugins/bridge/netconf.js';
 
 const base = (extra: Record<string, unknown> = {}): NetConf => ({ cniVersion: '1.0.0', name: 'n', type: 'podnet-bridge', ...extra }) as NetConf;

@@ -3,7 +3,7 @@ import { calcGatewayIp, parseCidr } from '../../../plugins/bridge/addr.js';
 import { calcHostVethName, calcIptablesChain, calcRuleComment } from '../../../plugins/bridge/names.js';
 import { loadBridgeConf } from '../../../plugins/bridge/netconf.js';
 import { calcGatewayLines, calcGateways, calcPodRouteLines, calcPodSysctls, calcVlanLines } from '../../../plugins/bridge/setup.js';
-import type { NetConf } from '../../../plugins/cni/types.js';
+import type { NetConf } from '../../../lib/cni/types.js';
 
 const conf = (extra: Record<string, unknown> = {}) =>
   loadBridgeConf({ cniVersion: '1.0.0', name: 'n', type: 'podnet-bridge', ...extra } as NetConf, '');

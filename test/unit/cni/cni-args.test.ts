@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { parseCniArgs } from '../../../plugins/cni/cni-args.js';
-import { ErrorCode } from '../../../plugins/cni/errors.js';
-import { validateContainerId, validateIfName, validateNetworkName } from '../../../plugins/cni/validate.js';
+import { parseCniArgs } from '../../../lib/cni/cni-args.js';
+import { ErrorCode } from '../../../lib/cni/errors.js';
+import { validateContainerId, validateIfName, validateNetworkName } from '../../../lib/cni/validate.js';
 
 describe('parseCniArgs', () => {
   it('parses K=V pairs, keeping "=" inside values', () => {

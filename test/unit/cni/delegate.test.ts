@@ -2,8 +2,8 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { delegate, findInPath } from '../../../plugins/cni/delegate.js';
-import { ErrorCode } from '../../../plugins/cni/errors.js';
+import { delegate, findInPath } from '../../../lib/cni/delegate.js';
+import { ErrorCode } from '../../../lib/cni/errors.js';
 
 let dir: string;
 let empty: string;

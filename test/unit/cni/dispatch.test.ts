@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { dispatch, type CmdArgs, type GcArgs, type PluginFuncs } from '../../../plugins/cni/dispatch.js';
-import { CniError, ErrorCode } from '../../../plugins/cni/errors.js';
-import type { Result } from '../../../plugins/cni/types.js';
+import { dispatch, type CmdArgs, type GcArgs, type PluginFuncs } from '../../../lib/cni/dispatch.js';
+import { CniError, ErrorCode } from '../../../lib/cni/errors.js';
+import type { Result } from '../../../lib/cni/types.js';
 import { ALL_VERSIONS } from '../../helpers/env.js';
 
 /** A plugin that records what it was called with. */

@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { createLogger } from '../../../plugins/cni/log.js';
+import { createLogger } from '../../../lib/cni/log.js';
 
 describe('createLogger', () => {
   it('writes JSON lines at or above the level, stamped with the base fields', () => {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { ErrorCode } from '../../../plugins/cni/errors.js';
-import { formatResult, parseResult } from '../../../plugins/cni/result.js';
-import type { Result } from '../../../plugins/cni/types.js';
-import { compareVersions } from '../../../plugins/cni/version.js';
+import { ErrorCode } from '../../../lib/cni/errors.js';
+import { formatResult, parseResult } from '../../../lib/cni/result.js';
+import type { Result } from '../../../lib/cni/types.js';
+import { compareVersions } from '../../../lib/cni/version.js';
 import { ALL_VERSIONS } from '../../helpers/env.js';
 
 /** What the bridge returns for a dual-stack pod, in the internal 1.x shape. */

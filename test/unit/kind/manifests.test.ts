@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
-import { parseCidr } from '../../../plugins/routesync/cidr.js';
-import { parseFlags } from '../../../plugins/routesync/flags.js';
-import { parseListenAddr } from '../../../plugins/routesync/server.js';
+import { parseCidr } from '../../../routesync/cidr.js';
+import { parseFlags } from '../../../routesync/flags.js';
+import { parseListenAddr } from '../../../routesync/server.js';
 import { REPO_ROOT } from '../../helpers/env.js';
 
 /**
@@ -156,6 +156,9 @@ describe('kind/podnet.yaml', () => {
     // The daemon writes where the host's directories are mounted.
     const mounts = new Map(c.volumeMounts.map((m: { name: string; mountPath: string }) => [m.mountPath, m.name]));
     expect(mounts.get(parsed.options.cniConfDir)).toBe('cni-conf');
+    // …and asks the node's own plugins (portmap above all) which CNI versions they speak.
+    expect(mounts.get(parsed.options.cniBinDir)).toBe('cni-bin');
+    expect(c.volumeMounts.find((m: { name: string }) => m.name === 'cni-bin').readOnly).toBe(true);
     expect(mounts.get(join(parsed.options.sysctlRoot, 'net'))).toBe('proc-sys-net');
     const nodeOptions = c.env.find((e: { name: string }) => e.name === 'NODE_OPTIONS')?.value as string;
     expect(nodeOptions).toMatch(/--max-old-space-size=\d+/);

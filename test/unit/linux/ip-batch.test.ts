@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeBatch, isExists, isNotFound } from '../../../plugins/linux/ip.js';
+import { decodeBatch, isExists, isNotFound } from '../../../lib/linux/ip.js';
 
 describe('decodeBatch', () => {
   it('returns one JSON array per show command and no failures on success', () => {

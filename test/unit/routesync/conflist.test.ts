@@ -2,8 +2,9 @@ import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, wr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CONFLIST_NAME, DEFAULT_TEMPLATE, calcConflist, checkTemplate, type ConflistTemplate } from '../../../plugins/routesync/conflist.js';
-import { writeConflistIfChanged } from '../../../plugins/routesync/reconcile-conflist.js';
+import { CONFLIST_NAME, DEFAULT_TEMPLATE, calcChainVersions, calcConflist, checkTemplate, type ConflistTemplate } from '../../../routesync/conflist.js';
+import { parseVersionAnswer } from '../../../routesync/plugin-versions.js';
+import { writeConflistIfChanged } from '../../../routesync/reconcile-conflist.js';
 import { REPO_ROOT, isRoot } from '../../helpers/env.js';
 
 const template = structuredClone(DEFAULT_TEMPLATE) as unknown as ConflistTemplate;
@@ -23,11 +24,50 @@ describe('conflist template', () => {
   });
 });
 
+const ALL = ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'];
+const DEBIAN_PORTMAP = ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0'];
+
+describe('the conflist names only versions every runtime and every chained plugin speaks', () => {
+  it('cniVersion is 1.0.0: libcni 1.1 (containerd 1.6/1.7) ignores cniVersions and rejects a 1.1.0 result', () => {
+    expect(DEFAULT_TEMPLATE.cniVersion).toBe('1.0.0');
+    const c = JSON.parse(calcConflist(template, { podCIDRs: ['10.244.3.0/24'] }, calcChainVersions(template, new Map([['podnet-bridge', ALL], ['portmap', ALL]]))));
+    expect(c.cniVersion).toBe('1.0.0');
+    expect(c.cniVersions).toEqual(['1.0.0', '1.1.0']); // libcni ≥ 1.2 picks 1.1.0: GC and STATUS
+  });
+
+  it('a portmap without 1.1.0 (Debian 12) keeps libcni ≥ 1.2 at 1.0.0, and says why', () => {
+    const v = calcChainVersions(template, new Map([['podnet-bridge', ALL], ['portmap', DEBIAN_PORTMAP]]));
+    expect(v).toEqual({ cniVersion: '1.0.0', cniVersions: ['1.0.0'], dropped: [{ version: '1.1.0', plugins: ['portmap'] }] });
+    expect(JSON.parse(calcConflist(template, { podCIDRs: ['10.244.3.0/24'] }, v)).cniVersions).toEqual(['1.0.0']);
+  });
+
+  it('a plugin that cannot be asked is trusted with cniVersion only; an old one lowers cniVersion', () => {
+    expect(calcChainVersions(template, new Map([['podnet-bridge', ALL]]))).toMatchObject({ cniVersion: '1.0.0', cniVersions: ['1.0.0'] });
+    const t = { ...template, cniVersions: ['0.4.0', '1.0.0', '1.1.0'] };
+    expect(calcChainVersions(t, new Map([['podnet-bridge', ALL], ['portmap', ['0.3.1', '0.4.0']]]))).toMatchObject({ cniVersion: '0.4.0', cniVersions: ['0.4.0'] });
+    expect(calcChainVersions(template, new Map([['podnet-bridge', ALL], ['portmap', ['0.3.1']]]))).toBeUndefined();
+  });
+
+  it('a template without cniVersions gets none', () => {
+    const { cniVersions: _, ...t } = template;
+    const c = JSON.parse(calcConflist(t as ConflistTemplate, { podCIDRs: ['10.244.3.0/24'] }, calcChainVersions(t as ConflistTemplate, new Map([['podnet-bridge', ALL], ['portmap', ALL]]))));
+    expect(c).not.toHaveProperty('cniVersions');
+    expect(c.cniVersion).toBe('1.0.0');
+  });
+
+  it('reads a VERSION answer strictly (plugin output is untrusted)', () => {
+    expect(parseVersionAnswer('{"cniVersion":"1.0.0","supportedVersions":["0.4.0","1.0.0"]}')).toEqual(['0.4.0', '1.0.0']);
+    for (const bad of ['', 'x', '{}', '{"supportedVersions":[]}', '{"supportedVersions":["1.0.0\n"]}', '{"supportedVersions":[1]}', '{"supportedVersions":"1.0.0"}']) {
+      expect(parseVersionAnswer(bad)).toBeUndefined();
+    }
+  });
+});
+
 describe('calcConflist', () => {
   it('single stack: podCIDR as one range set, uplink MTU, everything else from the template', () => {
     const c = JSON.parse(calcConflist(template, { podCIDRs: ['10.244.3.0/24'], mtu: 1450 }));
     expect(c).toEqual({
-      cniVersion: '1.1.0',
+      cniVersion: '1.0.0',
       cniVersions: ['1.0.0', '1.1.0'],
       name: 'podnet',
       plugins: [

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { calcDesired, calcPeerAddresses, calcSelf } from '../../../plugins/routesync/desired.js';
-import type { LocalAddress, NodeLike, Reachability } from '../../../plugins/routesync/types.js';
+import { calcDesired, calcPeerAddresses, calcSelf } from '../../../routesync/desired.js';
+import type { LocalAddress, NodeLike, Reachability } from '../../../routesync/types.js';
 
 /** Node factory: `ips` become InternalIPs, `cidrs` podCIDRs. */
 function node(name: string, cidrs: string[] | undefined, ips: string[], created?: string): NodeLike {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { helpText, parseDuration, parseFlags } from '../../../plugins/routesync/flags.js';
+import { helpText, parseDuration, parseFlags } from '../../../routesync/flags.js';
 
 describe('parseFlags', () => {
   it('defaults, with the node name from NODE_NAME', () => {

@@ -2,14 +2,14 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createLogger } from '../../../plugins/cni/log.js';
-import { DEFAULT_TEMPLATE, type ConflistTemplate } from '../../../plugins/routesync/conflist.js';
-import type { HostNet, KernelRoute } from '../../../plugins/routesync/host-net.js';
-import { RouteSyncLoop } from '../../../plugins/routesync/loop.js';
-import { Metrics } from '../../../plugins/routesync/metrics.js';
-import type { NodeSource, SourceHooks } from '../../../plugins/routesync/node-source.js';
-import { NoMasq } from '../../../plugins/routesync/reconcile-masq.js';
-import type { LocalAddress, NodeLike, Reachability } from '../../../plugins/routesync/types.js';
+import { createLogger } from '../../../lib/cni/log.js';
+import { DEFAULT_TEMPLATE, type ConflistTemplate } from '../../../routesync/conflist.js';
+import type { HostNet, KernelRoute } from '../../../routesync/host-net.js';
+import { RouteSyncLoop } from '../../../routesync/loop.js';
+import { Metrics } from '../../../routesync/metrics.js';
+import type { NodeSource, SourceHooks } from '../../../routesync/node-source.js';
+import { NoMasq } from '../../../routesync/reconcile-masq.js';
+import type { LocalAddress, NodeLike, Reachability } from '../../../routesync/types.js';
 
 /** An in-memory main routing table that understands the daemon's batch lines. */
 class FakeNet implements HostNet {
@@ -95,8 +95,10 @@ describe('RouteSyncLoop (fake kernel, fake source)', () => {
   let metrics: Metrics;
   let logs: Record<string, unknown>[];
   let loop: RouteSyncLoop;
+  let versions: Map<string, string[]>;
 
   beforeEach(() => {
+    versions = new Map([['podnet-bridge', ['0.4.0', '1.0.0', '1.1.0']], ['portmap', ['0.4.0', '1.0.0']]]);
     dir = mkdtempSync(join(tmpdir(), 'prs-loop-'));
     mkdirSync(join(dir, 'sys/net/bridge'), { recursive: true });
     writeFileSync(join(dir, 'sys/net/bridge/bridge-nf-call-iptables'), '0');
@@ -111,6 +113,7 @@ describe('RouteSyncLoop (fake kernel, fake source)', () => {
       masq: new NoMasq(),
       metrics,
       log: createLogger({ level: 'debug', write: (l) => logs.push(JSON.parse(l)) }),
+      pluginVersions: async (type) => versions.get(type),
       options: {
         nodeName: 'self',
         cniConfDir: join(dir, 'net.d'),
@@ -146,6 +149,8 @@ describe('RouteSyncLoop (fake kernel, fake source)', () => {
     await waitFor('converged', () => loop.status().converged);
     const conf = JSON.parse(readFileSync(join(dir, 'net.d/10-podnet.conflist'), 'utf8'));
     expect(conf.plugins[0]).toMatchObject({ mtu: 1450, ipam: { ranges: [[{ subnet: '10.244.0.0/24' }]] } });
+    expect(conf).toMatchObject({ cniVersion: '1.0.0', cniVersions: ['1.0.0'] }); // this portmap lacks 1.1.0
+    expect(logs.some((l) => l.msg?.toString().startsWith('cni version left out') && l.version === '1.1.0')).toBe(true);
     expect(readFileSync(join(dir, 'sys/net/bridge/bridge-nf-call-iptables'), 'utf8').trim()).toBe('1');
     expect(metrics.render()).toContain('podnet_routesync_routes_programmed{family="ipv4"} 2');
     expect(logs.some((l) => l.msg === 'node source synced')).toBe(true);
@@ -213,6 +218,22 @@ describe('RouteSyncLoop (fake kernel, fake source)', () => {
     net.table = net.table.filter((r) => r.protocol !== '112');
     loop.trigger(true);
     await waitFor('repaired', () => net.ours().length === 1);
+  });
+
+  it('the conflist follows the installed portmap: 1.1.0 is listed once every chained plugin speaks it', async () => {
+    loop.start();
+    source.set([node('self', '10.244.0.0/24', '172.18.0.2')]);
+    const conf = () => JSON.parse(readFileSync(join(dir, 'net.d/10-podnet.conflist'), 'utf8'));
+    await waitFor('written', () => loop.status().converged);
+    expect(conf().cniVersions).toEqual(['1.0.0']);
+    versions.set('portmap', ['0.4.0', '1.0.0', '1.1.0']);
+    loop.trigger(true);
+    await waitFor('upgraded', () => conf().cniVersions.length === 2);
+    expect(conf()).toMatchObject({ cniVersion: '1.0.0', cniVersions: ['1.0.0', '1.1.0'] });
+    versions.set('portmap', ['0.3.1']);
+    loop.trigger(true);
+    await waitFor('error', () => (metrics.reconcileErrors.get('conflist') ?? 0) >= 1);
+    expect(conf().cniVersions).toEqual(['1.0.0', '1.1.0']); // the last good config stays
   });
 
   it('stop() returns promptly and leaves routes in place', async () => {

@@ -2,8 +2,8 @@ import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FileNodeSource, KubeNodeSource, backoffDelay, loadKubeConfig, parseNodeList, slimNode } from '../../../plugins/routesync/node-source.js';
-import type { NodeLike } from '../../../plugins/routesync/types.js';
+import { FileNodeSource, KubeNodeSource, backoffDelay, loadKubeConfig, parseNodeList, slimNode } from '../../../routesync/node-source.js';
+import type { NodeLike } from '../../../routesync/types.js';
 import { FakeApiServer, makeNode } from '../../helpers/fake-apiserver.js';
 
 async function waitFor(what: string, f: () => boolean, ms = 10_000): Promise<void> {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { AsyncRunner } from '../../../plugins/linux/ip-async.js';
-import { IptablesMasq, NftMasq, calcIptablesRestore, calcNftScript, readNftState, selectMasq } from '../../../plugins/routesync/reconcile-masq.js';
+import type { AsyncRunner } from '../../../lib/linux/ip-async.js';
+import { IptablesMasq, NftMasq, calcIptablesRestore, calcNftScript, readNftState, selectMasq } from '../../../routesync/reconcile-masq.js';
 
 /** A runner that records commands and answers from a script of results. */
 function recorder(answer: (file: string, args: readonly string[], input?: string) => { code: number; stdout?: string; stderr?: string }) {

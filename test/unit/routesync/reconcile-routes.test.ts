@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import type { HostNet, KernelRoute } from '../../../plugins/routesync/host-net.js';
-import { toKernelRoute } from '../../../plugins/routesync/host-net.js';
-import { RouteReconciler, calcRouteChanges, routeLines } from '../../../plugins/routesync/reconcile-routes.js';
-import type { DesiredRoute } from '../../../plugins/routesync/types.js';
-import { parseBatchFailures } from '../../../plugins/linux/ip-async.js';
+import type { HostNet, KernelRoute } from '../../../routesync/host-net.js';
+import { toKernelRoute } from '../../../routesync/host-net.js';
+import { RouteReconciler, calcRouteChanges, routeLines } from '../../../routesync/reconcile-routes.js';
+import type { DesiredRoute } from '../../../routesync/types.js';
+import { parseBatchFailures } from '../../../lib/linux/ip-async.js';
 
 const P = 112;
 const want = (dst: string, via: string, node = 'n'): DesiredRoute => ({ dst, via, family: dst.includes(':') ? 6 : 4, node });

@@ -2,10 +2,10 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ensureBrNetfilter } from '../../../plugins/routesync/br-netfilter.js';
-import type { LoopStatus } from '../../../plugins/routesync/loop.js';
-import { Metrics } from '../../../plugins/routesync/metrics.js';
-import { parseListenAddr, startHealthServer } from '../../../plugins/routesync/server.js';
+import { ensureBrNetfilter } from '../../../routesync/br-netfilter.js';
+import type { LoopStatus } from '../../../routesync/loop.js';
+import { Metrics } from '../../../routesync/metrics.js';
+import { parseListenAddr, startHealthServer } from '../../../routesync/server.js';
 
 const status = (over: Partial<LoopStatus> = {}): LoopStatus => ({
   synced: true,

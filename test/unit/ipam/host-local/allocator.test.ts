@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ErrorCode } from '../../../../plugins/cni/errors.js';
-import type { NetConf } from '../../../../plugins/cni/types.js';
+import { ErrorCode } from '../../../../lib/cni/errors.js';
+import type { NetConf } from '../../../../lib/cni/types.js';
 import { allocate, freeCounts, staleReservations } from '../../../../ipam/host-local/allocator/allocator.js';
 import { capacity, roundRobin } from '../../../../ipam/host-local/allocator/range-set.js';
 import { type IpamConf, loadIpamConf } from '../../../../ipam/host-local/config.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ErrorCode } from '../../../../plugins/cni/errors.js';
-import type { NetConf } from '../../../../plugins/cni/types.js';
+import { ErrorCode } from '../../../../lib/cni/errors.js';
+import type { NetConf } from '../../../../lib/cni/types.js';
 import { DEFAULT_DATA_DIR, loadIpamConf, rangeSetText, subnetText } from '../../../../ipam/host-local/config.js';
 import { formatIp } from '../../../../ipam/host-local/ip.js';
 

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ErrorCode } from '../../../../plugins/cni/errors.js';
+import { ErrorCode } from '../../../../lib/cni/errors.js';
 import { DiskStore, INDEX_NAME, LOCK_NAME, STAMP_NAME, TMP_NAME, bucketName, bucketOf } from '../../../../ipam/host-local/store/disk-store.js';
 import type { Owner } from '../../../../ipam/host-local/store/store.js';
 import { indexEntries, indexedIps } from '../../../helpers/host-local.js';

@@ -1,9 +1,10 @@
-import type { Logger } from '../cni/log.js';
+import type { Logger } from '../lib/cni/log.js';
 import { ensureBrNetfilter } from './br-netfilter.js';
-import { CONFLIST_NAME, type ConflistTemplate, calcConflist } from './conflist.js';
+import { CONFLIST_NAME, type ConflistTemplate, calcChainVersions, calcConflist, chainTypes } from './conflist.js';
 import { calcDesired, calcPeerAddresses } from './desired.js';
 import type { HostNet } from './host-net.js';
 import type { Metrics } from './metrics.js';
+import type { VersionLookup } from './plugin-versions.js';
 import { backoffDelay, type NodeSource } from './node-source.js';
 import { writeConflistIfChanged } from './reconcile-conflist.js';
 import type { MasqReconciler } from './reconcile-masq.js';
@@ -44,6 +45,8 @@ export interface LoopDeps {
   metrics: Metrics;
   log: Logger;
   options: LoopOptions;
+  /** The CNI versions a chained plugin supports (asked from the node's CNI bin dir). */
+  pluginVersions: VersionLookup;
 }
 
 export interface PassReport {
@@ -78,6 +81,7 @@ export class RouteSyncLoop {
   private addrKey = '';
   private rejectionKeys = new Map<string, string>();
   private conflictKeys = new Set<string>();
+  private droppedKey = '[]';
   private running: Promise<void> | undefined;
   private runningSince: number | undefined;
   private queued: { full: boolean } | undefined;
@@ -169,7 +173,16 @@ export class RouteSyncLoop {
           const uplink = addrs.find((a) => self.internalIPs.includes(a.address));
           if (!uplink) log.warn('no local interface holds this node\'s InternalIP; CNI config gets no mtu', { internalIPs: self.internalIPs });
           try {
-            const content = calcConflist(o.template, { podCIDRs: self.podCIDRs, mtu: uplink?.mtu });
+            const types = chainTypes(o.template);
+            const support = new Map(await Promise.all(types.map(async (t) => [t, await this.d.pluginVersions(t)] as const)));
+            const versions = calcChainVersions(o.template, support);
+            if (!versions) throw new Error(`no CNI version of the template is supported by every chained plugin (${types.join(', ')})`);
+            const droppedKey = JSON.stringify(versions.dropped);
+            if (droppedKey !== this.droppedKey) {
+              this.droppedKey = droppedKey;
+              for (const d of versions.dropped) log.info('cni version left out of the config: a chained plugin lacks it', d);
+            }
+            const content = calcConflist(o.template, { podCIDRs: self.podCIDRs, mtu: uplink?.mtu }, versions);
             const w = await writeConflistIfChanged(o.cniConfDir, CONFLIST_NAME, content);
             metrics.conflistWritten = 1;
             if (w.written) {

@@ -1,4 +1,4 @@
-import { type AsyncRunner, ipBatch, ipJson } from '../linux/ip-async.js';
+import { type AsyncRunner, ipBatch, ipJson } from '../lib/linux/ip-async.js';
 import { parseIp } from './cidr.js';
 import type { Family, LocalAddress, Reachability } from './types.js';
 

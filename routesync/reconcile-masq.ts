@@ -1,5 +1,5 @@
-import type { AsyncRunner } from '../linux/ip-async.js';
-import { iptables, iptablesRestore, nftApply, nftJson, nftUsable, type IpFamilyTool } from '../linux/netfilter-async.js';
+import type { AsyncRunner } from '../lib/linux/ip-async.js';
+import { iptables, iptablesRestore, nftApply, nftJson, nftUsable, type IpFamilyTool } from '../lib/linux/netfilter-async.js';
 
 /**
  * Cluster-wide masquerade, one rule set per node: traffic from any pod CIDR of the cluster to a

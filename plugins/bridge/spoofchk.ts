@@ -1,5 +1,5 @@
-import { MASQ_TABLE } from './masq.js';
-import { nftQuote } from './netfilter.js';
+import { MASQ_TABLE } from './masq-rules.js';
+import { nftQuote } from '../../lib/linux/netfilter.js';
 
 /**
  * MAC spoof check (`macspoofchk`): frames entering the bridge from a pod's host-side veth must

@@ -10,6 +10,7 @@ export interface Options {
   kubeconfig: string | undefined;
   nodesFile: string | undefined;
   cniConfDir: string;
+  cniBinDir: string;
   conflistTemplate: string | undefined;
   writeConflist: boolean;
   masquerade: MasqMode;
@@ -39,6 +40,7 @@ const FLAGS: FlagSpec[] = [
   { name: 'kubeconfig', key: 'kubeconfig', kind: 'string', value: 'PATH', help: 'kubeconfig to use instead of the in-cluster service account' },
   { name: 'nodes-file', key: 'nodesFile', kind: 'string', value: 'PATH', help: 'read Nodes from this JSON/YAML NodeList (re-read on change) instead of the API server' },
   { name: 'cni-conf-dir', key: 'cniConfDir', kind: 'string', value: 'DIR', help: 'where to write 10-podnet.conflist (default /etc/cni/net.d)' },
+  { name: 'cni-bin-dir', key: 'cniBinDir', kind: 'string', value: 'DIR', help: 'the node\'s CNI plugins, asked which CNI versions they speak so the conflist names only those (default /opt/cni/bin)' },
   { name: 'conflist-template', key: 'conflistTemplate', kind: 'string', value: 'PATH', help: 'JSON conflist to fill in instead of the built-in one (conf/routesync-template.json)' },
   { name: 'write-conflist', key: 'writeConflist', kind: 'bool', help: 'write the CNI config list (default true; --write-conflist=false to only route)' },
   {
@@ -100,6 +102,7 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv): Par
     kubeconfig: undefined,
     nodesFile: undefined,
     cniConfDir: '/etc/cni/net.d',
+    cniBinDir: '/opt/cni/bin',
     conflistTemplate: undefined,
     writeConflist: true,
     masquerade: 'auto',

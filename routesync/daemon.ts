@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
-import { createLogger, type Logger } from '../cni/log.js';
-import { createAsyncRunner } from '../linux/ip-async.js';
+import { createLogger, type Logger } from '../lib/cni/log.js';
+import { createAsyncRunner } from '../lib/linux/ip-async.js';
+import { createVersionLookup } from './plugin-versions.js';
 import { type ConflistTemplate, DEFAULT_TEMPLATE, checkTemplate } from './conflist.js';
 import { type Options, helpText, parseFlags } from './flags.js';
 import { IprouteCli } from './host-net.js';
@@ -90,6 +91,7 @@ export async function runRouteSync(argv: readonly string[], env: NodeJS.ProcessE
     masq,
     metrics,
     log,
+    pluginVersions: createVersionLookup(o.cniBinDir),
     options: {
       nodeName: o.nodeName,
       cniConfDir: o.cniConfDir,

@@ -1,5 +1,5 @@
-import { CommandError } from './exec.js';
-import { type IpFamily, type Netfilter, type NftRule, nftQuote } from './netfilter.js';
+import { CommandError } from '../../lib/linux/exec.js';
+import { type IpFamily, type Netfilter, type NftRule, nftQuote } from '../../lib/linux/netfilter.js';
 
 /**
  * Per-attachment masquerade, the `ipMasq` of the bridge plugin: traffic from the pod's address to

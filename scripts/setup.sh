@@ -10,6 +10,11 @@ have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok ins
 for pkg in iproute2 nftables iptables iputils-ping netcat-openbsd containernetworking-plugins; do
   have "$pkg" || need+=("$pkg")
 done
+# The Kubernetes cluster (npm run cluster, test/cluster): kube-proxy's conntrack, the images' curl,
+# nc, dash and busybox, gcc + libc6-dev for the static pause binary, openssl for the certificates.
+for pkg in conntrack curl netcat-openbsd dash busybox-static gcc libc6-dev openssl; do
+  have "$pkg" || need+=("$pkg")
+done
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   apt-get update -qq

@@ -33,6 +33,9 @@ state = '/run/containerd'
     [plugins.'io.containerd.cri.v1.images'.pinned_images]
       sandbox = '${PAUSE_IMAGE}'
   [plugins.'io.containerd.cri.v1.runtime']
+    # No oom_score_adj below containerd's own: this machine's root lacks CAP_SYS_RESOURCE, and
+    # runc fails every sandbox that asks for less (kubelet asks -998 for node-critical pods).
+    restrict_oom_score_adj = true
     [plugins.'io.containerd.cri.v1.runtime'.containerd]
       default_runtime_name = 'runc'
       [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]

@@ -345,9 +345,12 @@ export class Cluster {
    * with --write-conflist=false), and every node gets the reference bridge + host-local conflist
    * for its podCIDR, written where containerd reads it.
    */
-  private async useReferencePlugins(state: ClusterState): Promise<void> {
+  async useReferencePlugins(state: ClusterState = this.requireState()): Promise<void> {
     await this.kubectl(['-n', 'kube-system', 'patch', 'daemonset', 'podnet', '--type=json', '-p',
       JSON.stringify([{ op: 'add', path: '/spec/template/spec/containers/0/args/-', value: '--write-conflist=false' }])]);
+    await this.kubectl(['-n', 'kube-system', 'rollout', 'status', 'daemonset/podnet', '--timeout=180s']);
+    // A conflist routesync wrote before (a cluster switched from podnet) would come first.
+    for (const n of state.nodes) rmSync(this.nodeFile(n.name, '/etc/cni/net.d/10-podnet.conflist'), { force: true });
     await this.waitFor('every Node has a podCIDR', async () => {
       const nodes = await this.nodesJson();
       return nodes.length === state.nodes.length && nodes.every((x) => x.spec?.podCIDR);
@@ -355,6 +358,8 @@ export class Cluster {
     for (const node of await this.nodesJson()) {
       writeFileSync(this.nodeFile(node.metadata.name, '/etc/cni/net.d/10-reference.conflist'), referenceConflist(node.spec?.podCIDR as string));
     }
+    state.cni = 'reference';
+    this.save(state);
   }
 
   // ---------------------------------------------------------------- kubectl and queries

@@ -26,21 +26,50 @@ export const E2E_SKIP = [
   String.raw`\[Disruptive\]|\[Serial\]`,
 ];
 
-/** Run the selected upstream tests against the cluster; resolves with the process result. */
-export async function runUpstreamE2e(cluster: Cluster, o: { e2eTest: string; reportDir: string; timeoutMs: number }) {
-  mkdirSync(o.reportDir, { recursive: true });
-  return execa('ip', [
-    'netns', 'exec', cluster.fabricNs, o.e2eTest,
-    `--kubeconfig=${cluster.adminConf}`,
-    '--provider=skeleton',
-    `--report-dir=${o.reportDir}`,
-    `--ginkgo.focus=${E2E_FOCUS.join('|')}`,
-    `--ginkgo.skip=${E2E_SKIP.join('|')}`,
-    '--ginkgo.no-color',
-    '--ginkgo.v',
-    `--ginkgo.timeout=${Math.round(o.timeoutMs / 1000)}s`,
-    // The control plane's own components are processes, not pods: nothing to wait for in kube-system.
-    '--minStartupPods=0',
-    `--e2e-output-dir=${join(o.reportDir, 'output')}`,
-  ], { reject: false, timeout: o.timeoutMs + 60_000, stdin: 'ignore', all: true });
+/** The full names of the specs the lists select (ginkgo dry run: nothing runs, no cluster needed). */
+export async function selectedSpecs(e2eTest: string): Promise<string[]> {
+  const r = await execa(e2eTest, ['--ginkgo.dry-run', '--ginkgo.v', '--ginkgo.no-color', `--ginkgo.focus=${E2E_FOCUS.join('|')}`, `--ginkgo.skip=${E2E_SKIP.join('|')}`],
+    { reject: false, stdin: 'ignore', all: true, cwd: '/tmp', env: { KUBECONFIG: '/dev/null' } });
+  const names = new Set<string>();
+  for (const line of (r.all ?? '').split('\n')) {
+    const m = /^(\[sig-network\] Networking Granular Checks: .*?) \[sig-network[^\]]*\]$/.exec(line.trim());
+    if (m?.[1]) names.add(m[1]);
+  }
+  return [...names].sort();
+}
+
+const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+export interface ShardResult {
+  focus: string[];
+  exitCode: number | undefined;
+  output: string;
+}
+
+/**
+ * Run the selected upstream tests against the cluster, in `shards` e2e.test processes at once
+ * (each test makes its own namespace; most of their time is polling, so shards overlap well).
+ */
+export async function runUpstreamE2e(cluster: Cluster, o: { e2eTest: string; kubectlDir: string; reportDir: string; timeoutMs: number; shards: number }): Promise<{ specs: string[]; shards: ShardResult[] }> {
+  const specs = await selectedSpecs(o.e2eTest);
+  if (specs.length === 0) throw new Error('the upstream e2e focus/skip lists select no test');
+  const groups = Array.from({ length: Math.min(o.shards, specs.length) }, (_, i) => specs.filter((_, k) => k % o.shards === i));
+  const shards = await Promise.all(groups.map(async (focus, i) => {
+    const dir = join(o.reportDir, `shard-${i}`);
+    mkdirSync(dir, { recursive: true });
+    const r = await execa('ip', [
+      'netns', 'exec', cluster.fabricNs, o.e2eTest,
+      `--kubeconfig=${cluster.adminConf}`,
+      '--provider=skeleton',
+      `--report-dir=${dir}`,
+      `--ginkgo.focus=^(${focus.map(escapeRe).join('|')})`,
+      '--ginkgo.no-color',
+      '--ginkgo.v',
+      `--ginkgo.timeout=${Math.round(o.timeoutMs / 1000)}s`,
+      // The control plane's components are processes, not pods: nothing to wait for in kube-system.
+      '--minStartupPods=0',
+    ], { reject: false, timeout: o.timeoutMs + 60_000, stdin: 'ignore', all: true, cwd: dir, env: { PATH: `${o.kubectlDir}:${process.env.PATH ?? ''}` } });
+    return { focus, exitCode: r.exitCode, output: r.all ?? '' };
+  }));
+  return { specs, shards };
 }

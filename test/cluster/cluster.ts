@@ -317,6 +317,9 @@ export class Cluster {
     if (!n || !p) throw new Error(`no ${comp} on node "${nodeName}"`);
     await stopPid(p.pid);
     this.start(state, n, comp, p.argv);
+    // kubelet exits at once when the CRI socket does not answer: a restarted containerd must be
+    // serving before anything that depends on it starts (systemd's After= on a kind node).
+    if (comp === 'containerd') await this.waitFor(`containerd on ${n.name}`, async () => (await this.ctr(n, ['version'], { reject: false, timeout: 10_000 })).exitCode === 0, 60_000);
   }
 
   async stop(nodeName: string, comp: string): Promise<void> {

@@ -319,6 +319,9 @@ export class Cluster {
     this.start(state, n, comp, p.argv);
     // kubelet exits at once when the CRI socket does not answer: a restarted containerd must be
     // serving before anything that depends on it starts (systemd's After= on a kind node).
+    if (comp === 'kubelet') {
+      await this.waitFor(`kubelet /healthz on ${n.name}`, async () => (await this.nodeExec(n.name, 'curl', ['-sf', '--max-time', '2', 'http://127.0.0.1:10248/healthz'], { reject: false })).stdout === 'ok', 60_000);
+    }
     if (comp === 'containerd') await this.waitFor(`containerd on ${n.name}`, async () => (await this.ctr(n, ['version'], { reject: false, timeout: 10_000 })).exitCode === 0, 60_000);
   }
 

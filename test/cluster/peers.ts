@@ -34,7 +34,7 @@ export async function ensurePeers(names: readonly string[], say: (m: string) => 
     else missing.push(name);
   }
   if (missing.length > 0) {
-    say(`building ${missing.join(', ')} from their Go modules (one time; Kubernetes takes ~30-40 min on 2 cores)`);
+    say(`building ${missing.join(', ')} from their Go modules: one time, about ${missing.includes('kubernetes') ? '20-25 min (Kubernetes; measured on 2 shared cores: 20 min cold, ~1 min with a warm Go build cache)' : '1-3 min'}; the cache is reused after that`);
     const started = Date.now();
     await execa('bash', [PEERS_SH, ...missing], { stdin: 'ignore', stdout: 'inherit', stderr: 'inherit' });
     say(`built in ${((Date.now() - started) / 60_000).toFixed(1)} min`);

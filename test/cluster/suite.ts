@@ -195,7 +195,9 @@ spec:
       const before = await pods('app=echo');
       await cluster.restart(node, 'containerd');
       await cluster.restart(node, 'kubelet');
-      await eventually(`${node} Ready again`, async () => (await cluster.readyNodes()).includes(node), 120_000, 1000);
+      // The restarted kubelet serves exec again once it has synced its pods.
+      for (const p of before.filter((x) => x.node === node)) await eventually(`exec in ${p.name} after the restart`, async () => (await execIn(p.name, 'echo ok')).trim() === 'ok', 90_000, 1000);
+      expect(await cluster.readyNodes()).toContain(node);
       const after = await pods('app=echo');
       expect(after.map((p) => `${p.name} ${p.ip}`).sort()).toEqual(before.map((p) => `${p.name} ${p.ip}`).sort());
       expect(await matrix(after)).toEqual([]);

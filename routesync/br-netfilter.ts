@@ -1,5 +1,8 @@
-import { readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import type { Logger } from '../lib/cni/log.js';
+import { ProcSysctl } from '../lib/linux/sysctl.js';
+import type { Metrics } from './metrics.js';
+import { CONVERGED, type Stage, type StageOutcome } from './stage.js';
+import type { DesiredState } from './types.js';
 
 /**
  * kube-proxy's rules must see traffic between two pods on the same bridge (a pod talking to a
@@ -21,32 +24,55 @@ export interface BrNetfilterStatus {
   message: string;
 }
 
+/** Both sysctls set to 1 where they can be; what could not, said plainly. */
 export async function ensureBrNetfilter(root: string): Promise<BrNetfilterStatus> {
-  const dir = join(root, 'net', 'bridge');
+  const sysctl = new ProcSysctl(root);
   const written: string[] = [];
   const problems: string[] = [];
   for (const key of BRNF_KEYS) {
-    const file = join(dir, key);
-    let value: string;
+    const name = `net/bridge/${key}`;
     try {
-      value = (await readFile(file, 'utf8')).trim();
+      if (sysctl.ensure(name, '1')) written.push(key);
     } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
       problems.push(
-        code === 'ENOENT'
-          ? `${file} does not exist: the br_netfilter kernel module is not loaded (run "modprobe br_netfilter" on the host)`
-          : `failed to read sysctl "${file}": ${(e as Error).message}`,
+        (e as NodeJS.ErrnoException).code === 'ENOENT'
+          ? `${sysctl.path(name)} does not exist: the br_netfilter kernel module is not loaded (run "modprobe br_netfilter" on the host)`
+          : `failed to set sysctl "${sysctl.path(name)}": ${(e as Error).message}`,
       );
-      continue;
-    }
-    if (value === '1') continue;
-    try {
-      await writeFile(file, '1\n');
-      written.push(key);
-    } catch (e) {
-      problems.push(`failed to write sysctl "${file}": ${(e as Error).message}`);
     }
   }
   if (problems.length) return { ok: false, written, message: problems.join('; ') };
   return { ok: true, written, message: written.length ? `set ${written.join(', ')} to 1` : 'already 1' };
+}
+
+/**
+ * The br_netfilter stage: checked at the first pass and every full one, and at every pass while
+ * it is not right; the state is logged when it changes. Missing is a condition (only the host can
+ * load the module), a failed write an error.
+ */
+export class BrNetfilterStage implements Stage {
+  readonly name = 'br_netfilter';
+  readonly needs = 'nothing' as const;
+  private ok: boolean | undefined;
+  /** What the last check found (for /readyz). */
+  message = 'not checked yet';
+
+  constructor(
+    private readonly root: string,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+  ) {}
+
+  async reconcile(_desired: DesiredState, full: boolean): Promise<StageOutcome> {
+    if (this.ok === true && !full) return CONVERGED;
+    const s = await ensureBrNetfilter(this.root);
+    if (s.ok !== this.ok || s.written.length) {
+      if (s.ok) this.log.info('br_netfilter ok', { detail: s.message });
+      else this.log.error('br_netfilter not available: Services between pods on one node will not work', { detail: s.message });
+    }
+    this.ok = s.ok;
+    this.message = s.message;
+    this.metrics.brNetfilterOk = s.ok ? 1 : 0;
+    return s.ok ? CONVERGED : { errors: [], conditions: [`br_netfilter: ${s.message}`] };
+  }
 }

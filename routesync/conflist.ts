@@ -1,4 +1,5 @@
 import defaultTemplate from '../conf/routesync-template.json' with { type: 'json' };
+import { type JsonObject, isJsonObject } from '../lib/cni/json.js';
 import { compareVersions } from '../lib/cni/version.js';
 
 /**
@@ -36,15 +37,15 @@ export const DEFAULT_TEMPLATE: Readonly<ConflistTemplate> = defaultTemplate;
 
 /** Check a template's shape; returns an error message or undefined. */
 export function checkTemplate(t: unknown): string | undefined {
-  if (!t || typeof t !== 'object' || Array.isArray(t)) return 'template is not a JSON object';
-  const o = t as Record<string, unknown>;
+  if (!isJsonObject(t)) return 'template is not a JSON object';
+  const o = t;
   if (typeof o.name !== 'string' || o.name === '') return 'template has no "name"';
   if (typeof o.cniVersion !== 'string') return 'template has no "cniVersion"';
   if (!Array.isArray(o.plugins) || o.plugins.length === 0) return 'template has no "plugins" list';
-  const bridge = o.plugins.find((p) => p && typeof p === 'object' && (p as Record<string, unknown>).type === BRIDGE_TYPE);
+  const bridge = o.plugins.find((p) => isJsonObject(p) && p.type === BRIDGE_TYPE);
   if (!bridge) return `template has no plugin of type "${BRIDGE_TYPE}"`;
-  const ipam = (bridge as Record<string, unknown>).ipam;
-  if (!ipam || typeof ipam !== 'object' || typeof (ipam as Record<string, unknown>).type !== 'string') {
+  const ipam = (bridge as JsonObject).ipam;
+  if (!isJsonObject(ipam) || typeof ipam.type !== 'string') {
     return `the "${BRIDGE_TYPE}" plugin in the template has no "ipam" with a "type"`;
   }
   return undefined;
@@ -66,6 +67,12 @@ export interface ChainVersions {
   cniVersions: string[] | undefined;
   /** Versions of the template left out, with the plugins that lack them (for the log). */
   dropped: { version: string; plugins: string[] }[];
+}
+
+/** The bridge the template's podnet-bridge plugin makes (the plugin's default: cni0). */
+export function bridgeName(template: ConflistTemplate): string {
+  const bridge = template.plugins.find((p) => p.type === BRIDGE_TYPE);
+  return typeof bridge?.bridge === 'string' && bridge.bridge !== '' ? bridge.bridge : 'cni0';
 }
 
 /** Plugin types of a template's chain, in order, each once. */

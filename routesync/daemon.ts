@@ -1,13 +1,17 @@
 import { readFile } from 'node:fs/promises';
 import { createLogger, type Logger } from '../lib/cni/log.js';
-import { createAsyncRunner } from '../lib/linux/ip-async.js';
+import { processRunner } from '../lib/linux/exec.js';
 import { createVersionLookup } from './plugin-versions.js';
 import { type ConflistTemplate, DEFAULT_TEMPLATE, checkTemplate } from './conflist.js';
 import { type Options, helpText, parseFlags } from './flags.js';
 import { IprouteCli } from './host-net.js';
 import { RouteSyncLoop } from './loop.js';
 import { Metrics } from './metrics.js';
-import { FileNodeSource, KubeNodeSource, type NodeSource, loadKubeConfig } from './node-source.js';
+import { FileNodeSource } from './file-node-source.js';
+import { KubeNodeSource } from './kube-node-source.js';
+import { loadKubeConfig } from './kubeconfig.js';
+import type { NodeSource } from './node-source.js';
+import { parseClusterCidrs } from './pod-network.js';
 import { selectMasq } from './reconcile-masq.js';
 import { type HealthServer, startHealthServer } from './server.js';
 
@@ -82,7 +86,9 @@ export async function runRouteSync(argv: readonly string[], env: NodeJS.ProcessE
     log.error((e as Error).message);
     return 1;
   }
-  const runner = createAsyncRunner();
+  const parsedCluster = parseClusterCidrs(o.clusterCidrs);
+  const cluster = parsedCluster.ok ? parsedCluster.value : []; // parseFlags checked them
+  const runner = processRunner;
   const masq = await selectMasq(o.masquerade, runner);
   const metrics = new Metrics();
   const loop = new RouteSyncLoop({
@@ -101,6 +107,7 @@ export async function runRouteSync(argv: readonly string[], env: NodeJS.ProcessE
       brNetfilter: o.brNetfilter,
       routeProtocol: o.routeProtocol,
       resyncMs: o.resyncMs,
+      clusterCIDRs: cluster,
     },
   });
 
@@ -135,7 +142,14 @@ export async function runRouteSync(argv: readonly string[], env: NodeJS.ProcessE
       return 1;
     }
   }
-  log.info('starting', { source: source.description, masquerade: masq.backend, metrics: server?.address ?? 'off', cniConfDir: o.cniConfDir, routeProtocol: o.routeProtocol });
+  log.info('starting', {
+    source: source.description,
+    masquerade: masq.backend,
+    metrics: server?.address ?? 'off',
+    cniConfDir: o.cniConfDir,
+    routeProtocol: o.routeProtocol,
+    clusterCIDRs: o.clusterCidrs.length ? o.clusterCidrs : 'not enforced',
+  });
   const stopped = waitForSignal(log);
   loop.start();
   await stopped;

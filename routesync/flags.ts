@@ -1,9 +1,13 @@
+import { parseArgs } from 'node:util';
+import { parseClusterCidrs } from './pod-network.js';
 import { DEFAULT_ROUTE_PROTOCOL } from './reconcile-routes.js';
 import type { MasqMode } from './reconcile-masq.js';
 
 /**
  * Command line of podnet-routesync. One table drives parsing and --help, so every flag is
- * documented by construction. `--flag value` and `--flag=value` both work.
+ * documented by construction. node:util's parseArgs splits the command line (`--flag value`,
+ * `--flag=value`, `-h`); the table gives each value its meaning and check. Booleans take an
+ * optional `=true|false`, which parseArgs alone does not, hence its non-strict mode and tokens.
  */
 export interface Options {
   nodeName: string;
@@ -23,13 +27,16 @@ export interface Options {
   once: boolean;
   logLevel: string;
   listPageSize: number;
+  /** Canonical CIDR texts of the cluster's pod ranges; empty: not given. */
+  clusterCidrs: string[];
   help: boolean;
 }
 
 interface FlagSpec {
   name: string;
   key: keyof Options;
-  kind: 'string' | 'bool' | 'duration' | 'int';
+  /** `list`: comma-separated, and the flag may be repeated. */
+  kind: 'string' | 'bool' | 'duration' | 'int' | 'list';
   value?: string;
   help: string;
   check?: (v: unknown) => string | undefined;
@@ -39,6 +46,17 @@ const FLAGS: FlagSpec[] = [
   { name: 'node-name', key: 'nodeName', kind: 'string', value: 'NAME', help: 'this node\'s name as in the API (default: $NODE_NAME, set from the downward API in the DaemonSet)' },
   { name: 'kubeconfig', key: 'kubeconfig', kind: 'string', value: 'PATH', help: 'kubeconfig to use instead of the in-cluster service account' },
   { name: 'nodes-file', key: 'nodesFile', kind: 'string', value: 'PATH', help: 'read Nodes from this JSON/YAML NodeList (re-read on change) instead of the API server' },
+  {
+    name: 'cluster-cidr',
+    key: 'clusterCidrs',
+    kind: 'list',
+    value: 'CIDR[,CIDR]',
+    help: 'the cluster\'s pod ranges, as given to kube-controller-manager (one per family): podCIDRs outside them are refused (default: not enforced)',
+    check: (v) => {
+      const p = parseClusterCidrs(v as string[]);
+      return p.ok ? undefined : p.error;
+    },
+  },
   { name: 'cni-conf-dir', key: 'cniConfDir', kind: 'string', value: 'DIR', help: 'where to write 10-podnet.conflist (default /etc/cni/net.d)' },
   { name: 'cni-bin-dir', key: 'cniBinDir', kind: 'string', value: 'DIR', help: 'the node\'s CNI plugins, asked which CNI versions they speak so the conflist names only those (default /opt/cni/bin)' },
   { name: 'conflist-template', key: 'conflistTemplate', kind: 'string', value: 'PATH', help: 'JSON conflist to fill in instead of the built-in one (conf/routesync-template.json)' },
@@ -115,21 +133,30 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv): Par
     once: false,
     logLevel: 'info',
     listPageSize: 500,
+    clusterCidrs: [],
     help: false,
   };
   const set = o as unknown as Record<string, unknown>;
-  for (let i = 0; i < argv.length; i += 1) {
-    const arg = argv[i] as string;
-    if (arg === '-h') {
-      o.help = true;
-      continue;
-    }
-    if (!arg.startsWith('--')) return { ok: false, error: `unexpected argument "${arg}"` };
-    const eq = arg.indexOf('=');
-    const name = arg.slice(2, eq < 0 ? undefined : eq);
-    const spec = FLAGS.find((f) => f.name === name);
-    if (!spec) return { ok: false, error: `unknown flag "--${name}"` };
-    let raw: string | undefined = eq < 0 ? undefined : arg.slice(eq + 1);
+  let tokens;
+  try {
+    ({ tokens } = parseArgs({
+      args: [...argv],
+      options: Object.fromEntries(FLAGS.map((f) => [f.name, { type: f.kind === 'bool' ? 'boolean' : 'string', ...(f.name === 'help' ? { short: 'h' } : {}) }])),
+      strict: false,
+      allowPositionals: true,
+      tokens: true,
+    }));
+  } catch (e) {
+    return { ok: false, error: (e as Error).message };
+  }
+  const lists = new Map<string, string[]>();
+  for (const t of tokens) {
+    if (t.kind === 'positional') return { ok: false, error: `unexpected argument "${t.value}"` };
+    if (t.kind === 'option-terminator') continue;
+    const spec = FLAGS.find((f) => f.name === t.name);
+    if (!spec) return { ok: false, error: `unknown flag "${t.rawName}"` };
+    const name = spec.name;
+    const raw = t.value;
     if (spec.kind === 'bool') {
       if (raw === undefined) set[spec.key] = true;
       else if (['true', '1', 'yes'].includes(raw)) set[spec.key] = true;
@@ -137,11 +164,7 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv): Par
       else return { ok: false, error: `--${name}: "${raw}" is not true or false` };
       continue;
     }
-    if (raw === undefined) {
-      raw = argv[i + 1];
-      if (raw === undefined) return { ok: false, error: `--${name} needs a value` };
-      i += 1;
-    }
+    if (raw === undefined) return { ok: false, error: `--${name} needs a value` };
     let value: unknown = raw;
     if (spec.kind === 'duration') {
       value = parseDuration(raw);
@@ -149,6 +172,11 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv): Par
     } else if (spec.kind === 'int') {
       if (!/^\d+$/.test(raw)) return { ok: false, error: `--${name}: "${raw}" is not a number` };
       value = Number(raw);
+    } else if (spec.kind === 'list') {
+      const items = raw.split(',').map((x) => x.trim());
+      if (items.some((x) => x === '')) return { ok: false, error: `--${name}: "${raw}" has an empty item` };
+      value = [...(lists.get(name) ?? []), ...items];
+      lists.set(name, value as string[]);
     }
     const bad = spec.check?.(value);
     if (bad) return { ok: false, error: `--${name}: ${bad}` };
@@ -157,5 +185,7 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv): Par
   if (o.help) return { ok: true, options: o };
   if (!o.nodeName) return { ok: false, error: 'no node name: pass --node-name NAME or set NODE_NAME' };
   if (o.kubeconfig && o.nodesFile) return { ok: false, error: '--kubeconfig and --nodes-file exclude each other' };
+  const cluster = parseClusterCidrs(o.clusterCidrs);
+  if (cluster.ok) o.clusterCidrs = cluster.value.map((c) => c.text);
   return { ok: true, options: o };
 }

@@ -1,12 +1,15 @@
-import { type AsyncRunner, ipBatch, ipJson } from '../lib/linux/ip-async.js';
-import { parseIp } from './cidr.js';
+import { checkIp as parseIp } from '../lib/addr/addr.js';
+import { type Runner, processRunner } from '../lib/linux/exec.js';
+import { type IpChange, IpBatch, IprouteCli as IpBatchCli, type IpRunner, KernelInputError } from '../lib/linux/ip.js';
 import type { Family, LocalAddress, Reachability } from './types.js';
 
 /**
  * What the daemon asks of the node's network stack (the seam its reconcilers use; tests pass a
- * fake or the real one wrapped into a namespace). IprouteCli is the real one: iproute2 with
- * JSON output, numeric protocols (-N) and batches, a fixed number of processes per reconcile
- * whatever the number of nodes.
+ * fake or the real one wrapped into a namespace). IprouteCli is the real one, on the shared
+ * kernel layer (lib/linux/ip.ts): typed batches with JSON output and numeric protocols (-N), a
+ * fixed number of processes per reconcile whatever the number of nodes. Every value read from
+ * `ip -json` is checked before use; every route command is parsed into a typed operation, so
+ * nothing but a well-formed route reaches `ip`.
  */
 export interface KernelRoute {
   /** Canonical CIDR (host routes get /32 or /128). */
@@ -28,12 +31,6 @@ export interface HostNet {
   routes(): Promise<KernelRoute[]>;
   /** Apply `ip route …` commands in one batch; returns the failed ones (1-based line → error). */
   applyRoutes(lines: readonly string[]): Promise<Map<number, string>>;
-}
-
-interface IpAddrJson {
-  ifname?: string;
-  mtu?: number;
-  addr_info?: { family?: string; local?: string; prefixlen?: number }[];
 }
 
 interface IpRouteJson {
@@ -80,17 +77,21 @@ export function toKernelRoute(r: IpRouteJson, family: Family): KernelRoute | und
 }
 
 export class IprouteCli implements HostNet {
-  constructor(private readonly runner: AsyncRunner) {}
+  private readonly ip: IpRunner;
+
+  constructor(runner: Runner = processRunner) {
+    this.ip = new IpBatchCli(runner);
+  }
 
   async addresses(): Promise<LocalAddress[]> {
-    const links = await ipJson<IpAddrJson[]>(this.runner, ['addr', 'show']);
+    const b = new IpBatch();
+    const links = b.links();
+    await b.run(this.ip);
     const out: LocalAddress[] = [];
-    for (const l of links) {
-      for (const a of l.addr_info ?? []) {
-        if ((a.family !== 'inet' && a.family !== 'inet6') || !a.local || typeof a.prefixlen !== 'number') continue;
-        const ip = parseIp(a.local);
-        if (!ip.ok) continue;
-        out.push({ ifname: l.ifname ?? '?', mtu: l.mtu ?? 0, address: ip.value.text, prefix: a.prefixlen, family: ip.value.family });
+    for (const l of links.value) {
+      for (const a of l.addrs) {
+        const [address, prefix] = a.cidr.split('/') as [string, string];
+        out.push({ ifname: l.ifname, mtu: l.mtu ?? 0, address, prefix: Number(prefix), family: a.family });
       }
     }
     return out;
@@ -99,54 +100,87 @@ export class IprouteCli implements HostNet {
   async reachability(ips: readonly string[]): Promise<Map<string, Reachability>> {
     const out = new Map<string, Reachability>();
     if (ips.length === 0) return out;
-    const { stdout, failures } = await ipBatch(this.runner, ips.map((ip) => `route get ${ip}`), { json: true });
-    for (const line of stdout.split('\n')) {
-      if (!line.trim()) continue;
-      let entries: IpRouteJson[];
-      try {
-        entries = JSON.parse(line) as IpRouteJson[];
-      } catch {
-        continue;
+    const b = new IpBatch({ force: true });
+    const steps = ips.map((ip) => (parseIp(ip).ok ? b.routes({ kind: 'route-get', dst: ip }) : undefined));
+    await b.run(this.ip);
+    ips.forEach((ip, i) => {
+      const step = steps[i];
+      if (!step) {
+        out.set(ip, { ok: false, error: `"${ip}" is not an IP address` });
+        return;
       }
-      for (const e of entries) {
-        const ip = e.dst ? parseIp(e.dst) : undefined;
-        if (!ip || !ip.ok) continue;
-        const gw = e.gateway ?? e.via?.host;
-        out.set(ip.value.text, {
-          ok: true,
-          dev: e.dev ?? '',
-          ...(gw ? { gateway: gw } : {}),
-          ...(e.type === 'local' ? { local: true } : {}),
-        });
+      if (!step.ok) {
+        out.set(ip, { ok: false, error: step.error?.raw ?? 'failed' });
+        return;
       }
-    }
-    for (const [line, error] of failures) {
-      const ip = ips[line - 1];
-      if (ip !== undefined && !out.has(ip)) out.set(ip, { ok: false, error });
-    }
-    for (const ip of ips) if (!out.has(ip)) out.set(ip, { ok: false, error: 'no answer from ip route get' });
+      const e = step.value[0] as IpRouteJson | undefined;
+      if (!e) {
+        out.set(ip, { ok: false, error: 'no answer from ip route get' });
+        return;
+      }
+      const gw = e.gateway ?? e.via?.host;
+      const gwOk = gw === undefined || parseIp(gw).ok;
+      out.set(ip, {
+        ok: true,
+        dev: typeof e.dev === 'string' ? e.dev : '',
+        ...(gw && gwOk ? { gateway: gw } : {}),
+        ...(e.type === 'local' ? { local: true } : {}),
+      });
+    });
     return out;
   }
 
   async routes(): Promise<KernelRoute[]> {
-    const [v4, v6] = await Promise.all([
-      ipJson<IpRouteJson[]>(this.runner, ['-N', '-d', '-4', 'route', 'show', 'table', 'main']),
-      ipJson<IpRouteJson[]>(this.runner, ['-N', '-d', '-6', 'route', 'show', 'table', 'main']),
-    ]);
-    const out: KernelRoute[] = [];
-    for (const r of v4) {
-      const k = toKernelRoute(r, 4);
-      if (k) out.push(k);
-    }
-    for (const r of v6) {
-      const k = toKernelRoute(r, 6);
-      if (k) out.push(k);
-    }
-    return out;
+    const read = async (family: Family): Promise<KernelRoute[]> => {
+      const b = new IpBatch({ numeric: true, family });
+      const step = b.routes({ kind: 'route-show', table: 'main' });
+      const r = await b.run(this.ip);
+      if (!r.ok) throw new Error(`failed to list IPv${family} routes: ${r.error?.message ?? 'failed'}`);
+      return step.value.map((e) => toKernelRoute(e as IpRouteJson, family)).filter((k): k is KernelRoute => k !== undefined);
+    };
+    const [v4, v6] = await Promise.all([read(4), read(6)]);
+    return [...v4, ...v6];
   }
 
   async applyRoutes(lines: readonly string[]): Promise<Map<number, string>> {
-    const { failures } = await ipBatch(this.runner, lines);
+    const failures = new Map<number, string>();
+    const b = new IpBatch({ force: true });
+    const steps = lines.map((line, i) => {
+      try {
+        return b.add(parseRouteLine(line));
+      } catch (e) {
+        failures.set(i + 1, e instanceof KernelInputError ? e.message : String(e));
+        return undefined;
+      }
+    });
+    await b.run(this.ip);
+    steps.forEach((s, i) => {
+      if (s && !s.ok) failures.set(i + 1, s.error?.raw || s.error?.message || 'failed');
+    });
     return failures;
   }
+}
+
+/**
+ * A route command of the reconciler (`route add|replace|del <cidr> [via <ip>] [proto N]
+ * [metric N] [table main]`) as a typed operation; anything else is refused.
+ */
+export function parseRouteLine(line: string): IpChange {
+  const t = line.split(' ');
+  const verb = t[1];
+  if (t[0] !== 'route' || (verb !== 'add' && verb !== 'replace' && verb !== 'del') || t[2] === undefined) {
+    throw new KernelInputError('route command', line, 'not "route add|replace|del <cidr> …"');
+  }
+  const op: Extract<IpChange, { kind: 'route' }> = { kind: 'route', verb, dst: t[2] };
+  const num = (v: string | undefined): number => (v !== undefined && /^\d{1,10}$/.test(v) ? Number(v) : NaN);
+  for (let i = 3; i < t.length; i += 2) {
+    const v = t[i + 1];
+    if (v === undefined) throw new KernelInputError('route command', line, `"${t[i]}" without a value`);
+    if (t[i] === 'via') op.via = v;
+    else if (t[i] === 'proto') op.proto = num(v);
+    else if (t[i] === 'metric') op.metric = num(v);
+    else if (t[i] === 'table' && v === 'main') op.table = 'main';
+    else throw new KernelInputError('route command', line, `unexpected "${t[i]}"`);
+  }
+  return op;
 }

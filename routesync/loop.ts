@@ -1,26 +1,33 @@
 import type { Logger } from '../lib/cni/log.js';
-import { ensureBrNetfilter } from './br-netfilter.js';
-import { CONFLIST_NAME, type ConflistTemplate, calcChainVersions, calcConflist, chainTypes } from './conflist.js';
-import { calcDesired, calcPeerAddresses } from './desired.js';
+import { BrNetfilterStage } from './br-netfilter.js';
+import type { Network as Cidr } from '../lib/addr/addr.js';
+import { ChangeTracker } from './change-tracker.js';
+import { type ConflistTemplate, bridgeName } from './conflist.js';
+import { NodeMemo, calcDesired, calcPeerAddresses } from './desired.js';
 import type { HostNet } from './host-net.js';
 import type { Metrics } from './metrics.js';
+import type { NodeSource } from './node-source.js';
 import type { VersionLookup } from './plugin-versions.js';
-import { backoffDelay, type NodeSource } from './node-source.js';
-import { writeConflistIfChanged } from './reconcile-conflist.js';
-import type { MasqReconciler } from './reconcile-masq.js';
-import { RouteReconciler, type RouteReport } from './reconcile-routes.js';
-import { type DesiredState, type LocalAddress, type NodeLike, type Reachability, Reason } from './types.js';
+import { ConflistStage } from './reconcile-conflist.js';
+import { MasqStage, type MasqReconciler } from './reconcile-masq.js';
+import { RoutesStage, type RouteReport } from './reconcile-routes.js';
+import { Scheduler } from './scheduler.js';
+import type { Stage, StageNeeds } from './stage.js';
+import { type DesiredState, type LocalAddress, type NodeLike, type Reachability, Reason, type Rejection } from './types.js';
 
 /**
- * The controller: one reconcile pass at a time, triggered by node changes (debounced) and by a
- * periodic full resync; failed passes are retried with backoff. Level-triggered: every pass
- * starts from the whole current node set, so nothing depends on having seen each event.
+ * The controller: a Scheduler decides when a pass runs (debounced node changes, periodic full
+ * resync, backoff after failure); a pass learns what it needs from the kernel (this node's
+ * addresses, the reachability of each peer), computes the desired state (pure, desired.ts) and
+ * hands it to each stage in turn: routes, masquerade, CNI config, br_netfilter.
  *
  * Safety rules:
  *  - nothing is reconciled before the node source has listed once (an empty cache must never
  *    delete the routes a previous instance made);
  *  - while the API server is unreachable the source keeps its last nodes, so routes stay;
  *  - one bad Node only earns a rejection; a failing stage is counted and retried, never fatal;
+ *  - a stage acts only on what the pass could learn (StageNeeds): without reachability answers
+ *    every peer would look unreachable, so routes and masquerade are left as they are;
  *  - stop() leaves routes, rules and the CNI config in place.
  */
 export interface LoopOptions {
@@ -32,6 +39,8 @@ export interface LoopOptions {
   brNetfilter: boolean;
   routeProtocol: number;
   resyncMs: number;
+  /** The cluster's pod ranges (--cluster-cidr); empty: not enforced. */
+  clusterCIDRs?: readonly Cidr[];
   /** Pause after a change notification before the pass starts (collects a list's burst). */
   debounceMs?: number;
   backoffBaseMs?: number;
@@ -54,7 +63,9 @@ export interface PassReport {
   errors: string[];
   /** Not converged for a reason outside the daemon (no podCIDR yet, br_netfilter missing…). */
   conditions: string[];
+  /** Undefined when this node's addresses could not be read. */
   desired: DesiredState | undefined;
+  /** What the routes stage did, when it ran and reached the kernel. */
   routes: RouteReport | undefined;
   durationMs: number;
 }
@@ -75,46 +86,68 @@ function errText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
+const rejectionKey = (r: Rejection) => `${r.node}|${r.podCIDR ?? ''}|${r.reason}`;
+
 export class RouteSyncLoop {
   private readonly o: Required<LoopOptions>;
+  private readonly scheduler: Scheduler;
+  private readonly stages: Stage[];
+  private readonly routes: RoutesStage;
+  private readonly brnf: BrNetfilterStage | undefined;
+  private readonly podInterface: string | undefined;
+  /** Parse results of Node objects, kept across passes (a change re-parses one Node). */
+  private readonly memo = new NodeMemo();
+  private readonly rejections = new ChangeTracker<Rejection>((a, b) => a.message === b.message);
   private reach = new Map<string, Reachability>();
   private addrKey = '';
-  private rejectionKeys = new Map<string, string>();
-  private conflictKeys = new Set<string>();
-  private droppedKey = '[]';
-  private running: Promise<void> | undefined;
-  private runningSince: number | undefined;
-  private queued: { full: boolean } | undefined;
-  private debounce: NodeJS.Timeout | undefined;
-  private resyncTimer: NodeJS.Timeout | undefined;
-  private retryTimer: NodeJS.Timeout | undefined;
-  private failures = 0;
-  private stopped = false;
-  private brnfOk: boolean | undefined;
-  private brnfMessage = 'not checked yet';
   private last: PassReport | undefined;
   private lastPassAt: number | undefined;
   private lastSuccessAt: number | undefined;
   private wasSynced = false;
-  private readonly routeReconciler: RouteReconciler;
 
   constructor(private readonly d: LoopDeps) {
-    this.o = { debounceMs: 10, backoffBaseMs: 1000, backoffMaxMs: 30_000, ...d.options };
-    this.routeReconciler = new RouteReconciler(d.net, this.o.routeProtocol);
+    this.o = { debounceMs: 10, backoffBaseMs: 1000, backoffMaxMs: 30_000, clusterCIDRs: [], ...d.options };
+    const { metrics, log } = d;
+    const o = this.o;
+    this.routes = new RoutesStage(d.net, o.routeProtocol, metrics, log);
+    this.stages = [this.routes, new MasqStage(d.masq, metrics, log)];
+    if (o.writeConflist) this.stages.push(new ConflistStage({ cniConfDir: o.cniConfDir, template: o.template, pluginVersions: d.pluginVersions }, metrics, log));
+    if (o.brNetfilter) {
+      this.brnf = new BrNetfilterStage(o.sysctlRoot, metrics, log);
+      this.stages.push(this.brnf);
+    }
+    this.podInterface = o.writeConflist ? bridgeName(o.template) : undefined;
+    this.scheduler = new Scheduler(
+      {
+        ready: () => d.source.synced(),
+        run: async (full) => {
+          if (!this.wasSynced) {
+            this.wasSynced = true;
+            log.info('node source synced', { source: d.source.description, nodes: d.source.nodes().length });
+          }
+          return (await this.reconcileNodes(d.source.nodes(), full)).errors.length === 0;
+        },
+        onRetry: (inMs, attempt) => log.warn('reconcile failed; retrying', { inMs, attempt }),
+        onCrash: (e) => {
+          metrics.countError('internal');
+          log.error('reconcile pass crashed', { error: errText(e) });
+        },
+      },
+      { debounceMs: o.debounceMs, resyncMs: o.resyncMs, backoffBaseMs: o.backoffBaseMs, backoffMaxMs: o.backoffMaxMs },
+    );
   }
 
-  /** One pass over the given nodes (what --once runs, and what every triggered pass runs). */
+  /** One pass over the given nodes (what --once runs, and what every scheduled pass runs). */
   async reconcileNodes(nodes: readonly NodeLike[], full: boolean): Promise<PassReport> {
     const started = performance.now();
     const timings: Record<string, number> = {};
     let mark = started;
-    const lap = (stage: string) => {
+    const lap = (step: string) => {
       const now = performance.now();
-      timings[stage] = Math.round((now - mark) * 10) / 10;
+      timings[step] = Math.round((now - mark) * 10) / 10;
       mark = now;
     };
-    const { net, metrics, log } = this.d;
-    const o = this.o;
+    const { metrics, log } = this.d;
     const errors: string[] = [];
     const conditions: string[] = [];
     const fail = (stage: string, e: unknown) => {
@@ -124,97 +157,34 @@ export class RouteSyncLoop {
       log.error('reconcile stage failed', { stage, error: msg });
     };
 
-    let addrs: LocalAddress[] | undefined;
-    try {
-      addrs = await net.addresses();
-    } catch (e) {
-      fail('addresses', e);
-    }
-    lap('addresses');
-    let desired: DesiredState | undefined;
+    const learnt = await this.observe(nodes, full, fail);
+    lap('observe');
+    const desired = calcDesired({
+      nodes,
+      selfName: this.o.nodeName,
+      localAddresses: learnt.addresses ?? [],
+      reachability: this.reach,
+      clusterCIDRs: this.o.clusterCIDRs,
+      podInterface: this.podInterface,
+      memo: this.memo,
+    });
+    if (learnt.peers) this.reportRejections(desired);
+    lap('desired');
+
+    const can: Record<StageNeeds, boolean> = { peers: learnt.peers, addresses: learnt.addresses !== undefined, nothing: true };
     let routes: RouteReport | undefined;
-    if (addrs) {
-      const key = addrs.map((a) => `${a.ifname}/${a.address}/${a.prefix}`).sort().join(',');
-      if (key !== this.addrKey) {
-        this.addrKey = key;
-        this.reach.clear();
-      }
-      const peers = calcPeerAddresses(nodes, o.nodeName);
-      const ask = full ? peers : peers.filter((p) => !this.reach.has(p));
-      let reachFailed = false;
+    for (const stage of this.stages) {
+      if (!can[stage.needs]) continue;
       try {
-        const answers = await net.reachability(ask);
-        const keep = new Set(peers);
-        for (const k of this.reach.keys()) if (!keep.has(k)) this.reach.delete(k);
-        for (const [k, v] of answers) this.reach.set(k, v);
+        const r = await stage.reconcile(desired, full);
+        for (const e of r.errors) fail(stage.name, e);
+        conditions.push(...r.conditions);
       } catch (e) {
-        reachFailed = true;
-        fail('reachability', e);
+        fail(stage.name, e);
       }
-      lap('reachability');
-      desired = calcDesired({ nodes, selfName: o.nodeName, localAddresses: addrs, reachability: this.reach });
-      if (!reachFailed) this.reportRejections(desired);
-      lap('desired');
-
-      // Without reachability answers every peer would look unreachable: touching routes or the
-      // masquerade set now would delete good state. Skip both; the retry comes with backoff.
-      if (!reachFailed) {
-        routes = await this.syncRoutes(desired, full, fail);
-        lap('routes');
-        await this.syncMasq(desired, full, fail);
-        lap('masquerade');
-      }
-
-      if (o.writeConflist) {
-        const self = desired.self;
-        if (!self.ok) {
-          conditions.push(`${self.reason}: ${self.message}; CNI config not written`);
-        } else {
-          const uplink = addrs.find((a) => self.internalIPs.includes(a.address));
-          if (!uplink) log.warn('no local interface holds this node\'s InternalIP; CNI config gets no mtu', { internalIPs: self.internalIPs });
-          try {
-            const types = chainTypes(o.template);
-            const support = new Map(await Promise.all(types.map(async (t) => [t, await this.d.pluginVersions(t)] as const)));
-            const versions = calcChainVersions(o.template, support);
-            if (!versions) throw new Error(`no CNI version of the template is supported by every chained plugin (${types.join(', ')})`);
-            const droppedKey = JSON.stringify(versions.dropped);
-            if (droppedKey !== this.droppedKey) {
-              this.droppedKey = droppedKey;
-              for (const d of versions.dropped) log.info('cni version left out of the config: a chained plugin lacks it', d);
-            }
-            const content = calcConflist(o.template, { podCIDRs: self.podCIDRs, mtu: uplink?.mtu }, versions);
-            const w = await writeConflistIfChanged(o.cniConfDir, CONFLIST_NAME, content);
-            metrics.conflistWritten = 1;
-            if (w.written) {
-              metrics.conflistWrites += 1;
-              log.info('cni config written', { path: w.path, podCIDRs: self.podCIDRs, mtu: uplink?.mtu });
-            }
-            if (w.shadowedBy.length) {
-              conditions.push(`cni config ${w.shadowedBy.join(', ')} sorts before ${CONFLIST_NAME} in ${o.cniConfDir}; the runtime uses that one`);
-            }
-          } catch (e) {
-            fail('conflist', e);
-          }
-        }
-      }
+      if (stage === this.routes) routes = this.routes.last;
+      lap(stage.name);
     }
-
-    if (o.brNetfilter && (full || this.brnfOk !== true)) {
-      try {
-        const s = await ensureBrNetfilter(o.sysctlRoot);
-        if (s.ok !== this.brnfOk || s.written.length) {
-          if (s.ok) log.info('br_netfilter ok', { detail: s.message });
-          else log.error('br_netfilter not available: Services between pods on one node will not work', { detail: s.message });
-        }
-        this.brnfOk = s.ok;
-        this.brnfMessage = s.message;
-        metrics.brNetfilterOk = s.ok ? 1 : 0;
-      } catch (e) {
-        fail('br_netfilter', e);
-      }
-    }
-    lap('conflist+br_netfilter');
-    if (o.brNetfilter && this.brnfOk === false) conditions.push(`br_netfilter: ${this.brnfMessage}`);
 
     const durationMs = performance.now() - started;
     metrics.observeReconcile(durationMs / 1000);
@@ -224,13 +194,13 @@ export class RouteSyncLoop {
       this.lastSuccessAt = this.lastPassAt;
       metrics.lastSuccessSeconds = Math.floor(this.lastPassAt / 1000);
     }
-    const report: PassReport = { errors, conditions, desired, routes, durationMs };
+    const report: PassReport = { errors, conditions, desired: learnt.addresses ? desired : undefined, routes, durationMs };
     this.last = report;
     log[routes && (routes.replaced || routes.removed) ? 'info' : 'debug']('reconciled', {
       full,
       nodes: nodes.length,
       routes: routes ? routes.programmed[4] + routes.programmed[6] : undefined,
-      rejected: desired?.rejections.length,
+      rejected: desired.rejections.length,
       errors: errors.length,
       conditions: conditions.length,
       durationMs: Math.round(durationMs * 10) / 10,
@@ -241,162 +211,74 @@ export class RouteSyncLoop {
     return report;
   }
 
-  private async syncRoutes(desired: DesiredState, full: boolean, fail: (stage: string, e: unknown) => void): Promise<RouteReport | undefined> {
-    const { metrics, log } = this.d;
+  /**
+   * This node's addresses and each peer's reachability. Answers are kept between passes: a full
+   * pass asks again for every peer, any other only for peers not asked yet; a change of this
+   * node's addresses forgets them all.
+   */
+  private async observe(nodes: readonly NodeLike[], full: boolean, fail: (step: string, e: unknown) => void): Promise<{ addresses: LocalAddress[] | undefined; peers: boolean }> {
+    const { net } = this.d;
+    let addresses: LocalAddress[];
     try {
-      const routes = await this.routeReconciler.reconcile(desired.routes, { list: full });
-      metrics.routesProgrammed = { ...routes.programmed };
-      metrics.routeChanges.replace += routes.replaced;
-      metrics.routeChanges.delete += routes.removed;
-      metrics.routeConflicts = routes.conflicts.length;
-      this.reportConflicts(routes);
-      for (const err of routes.errors) fail('routes', new Error(err));
-      if (routes.replaced || routes.removed) {
-        log.info('routes changed', {
-          replaced: routes.replaced,
-          removed: routes.removed,
-          programmed: routes.programmed[4] + routes.programmed[6],
-        });
-      }
-      return routes;
+      addresses = await net.addresses();
     } catch (e) {
-      fail('routes', e);
-      return undefined;
+      fail('addresses', e);
+      return { addresses: undefined, peers: false };
     }
+    const key = addresses.map((a) => `${a.ifname}/${a.address}/${a.prefix}`).sort().join(',');
+    if (key !== this.addrKey) {
+      this.addrKey = key;
+      this.reach.clear();
+    }
+    const peers = calcPeerAddresses(nodes, this.o.nodeName, this.memo);
+    const ask = full ? peers : peers.filter((p) => !this.reach.has(p));
+    try {
+      const answers = await net.reachability(ask);
+      const keep = new Set(peers);
+      for (const k of this.reach.keys()) if (!keep.has(k)) this.reach.delete(k);
+      for (const [k, v] of answers) this.reach.set(k, v);
+    } catch (e) {
+      fail('reachability', e);
+      return { addresses, peers: false };
+    }
+    return { addresses, peers: true };
   }
 
-  private async syncMasq(desired: DesiredState, full: boolean, fail: (stage: string, e: unknown) => void): Promise<void> {
-    const { masq, metrics, log } = this.d;
-    try {
-      const r = await masq.ensure(desired.clusterPodCIDRs, full);
-      if (r.changed) {
-        metrics.masqChanges += 1;
-        log.info('masquerade rules updated', { backend: masq.backend, podCIDRs: desired.clusterPodCIDRs.v4.length + desired.clusterPodCIDRs.v6.length });
-      }
-    } catch (e) {
-      fail('masquerade', e);
-    }
-  }
-
+  /** Log each rejection when it starts, changes or clears; count them by reason. */
   private reportRejections(desired: DesiredState): void {
-    const now = new Map<string, string>();
     const counts = new Map<string, number>();
-    for (const r of desired.rejections) {
-      const key = `${r.node}|${r.podCIDR ?? ''}|${r.reason}`;
-      now.set(key, r.message);
-      counts.set(r.reason, (counts.get(r.reason) ?? 0) + 1);
-      if (this.rejectionKeys.get(key) !== r.message) {
-        const level = r.reason === Reason.NoPodCIDR ? 'info' : 'warn';
-        this.d.log[level]('node rejected', { node: r.node, reason: r.reason, podCIDR: r.podCIDR, message: r.message });
-      }
+    for (const r of desired.rejections) counts.set(r.reason, (counts.get(r.reason) ?? 0) + 1);
+    const { started, ended } = this.rejections.update(new Map(desired.rejections.map((r) => [rejectionKey(r), r])));
+    for (const [, r] of started) {
+      const level = r.reason === Reason.NoPodCIDR ? 'info' : 'warn';
+      this.d.log[level]('node rejected', { node: r.node, reason: r.reason, podCIDR: r.podCIDR, message: r.message });
     }
-    for (const [key] of this.rejectionKeys) {
-      if (!now.has(key)) {
-        const [node, podCIDR, reason] = key.split('|');
-        this.d.log.info('node rejection cleared', { node, podCIDR: podCIDR || undefined, reason });
-      }
-    }
-    this.rejectionKeys = now;
+    for (const [, r] of ended) this.d.log.info('node rejection cleared', { node: r.node, podCIDR: r.podCIDR, reason: r.reason });
     this.d.metrics.setRejected(counts, Object.values(Reason));
-  }
-
-  private reportConflicts(routes: RouteReport): void {
-    const now = new Set<string>();
-    for (const c of routes.conflicts) {
-      const key = c.route.dst;
-      now.add(key);
-      if (!this.conflictKeys.has(key)) {
-        this.d.log.warn('route conflict: a route of another owner has this destination; left alone', {
-          dst: c.route.dst,
-          node: c.route.node,
-          existingProtocol: c.existing?.protocol,
-          existingGateway: c.existing?.gateway,
-          existingDev: c.existing?.dev,
-        });
-      }
-    }
-    this.conflictKeys = now;
   }
 
   /** Ask for a pass soon (coalesced); `full` also re-verifies reachability and rules. */
   trigger(full = false): void {
-    if (this.stopped) return;
-    this.queued = { full: full || (this.queued?.full ?? false) };
-    if (this.running || this.debounce) return;
-    this.debounce = setTimeout(() => {
-      this.debounce = undefined;
-      this.kick();
-    }, this.o.debounceMs);
-  }
-
-  private kick(): void {
-    if (this.running || !this.queued || this.stopped) return;
-    if (!this.d.source.synced()) return; // the first complete list triggers again
-    const { full } = this.queued;
-    this.queued = undefined;
-    if (!this.wasSynced) {
-      this.wasSynced = true;
-      this.d.log.info('node source synced', { source: this.d.source.description, nodes: this.d.source.nodes().length });
-    }
-    this.runningSince = Date.now();
-    this.running = this.reconcileNodes(this.d.source.nodes(), full || this.last === undefined)
-      .then((r) => {
-        clearTimeout(this.retryTimer);
-        if (r.errors.length) {
-          const wait = backoffDelay(this.failures, this.o.backoffBaseMs, this.o.backoffMaxMs);
-          this.failures += 1;
-          this.d.log.warn('reconcile failed; retrying', { inMs: wait, attempt: this.failures });
-          this.retryTimer = setTimeout(() => this.trigger(true), wait);
-        } else {
-          this.failures = 0;
-        }
-      })
-      .catch((e: unknown) => {
-        // reconcileNodes catches per stage; this is a bug guard, never a crash.
-        this.d.metrics.countError('internal');
-        this.d.log.error('reconcile pass crashed', { error: errText(e) });
-        this.retryTimer = setTimeout(() => this.trigger(true), backoffDelay(this.failures++, this.o.backoffBaseMs, this.o.backoffMaxMs));
-      })
-      .finally(() => {
-        this.running = undefined;
-        this.runningSince = undefined;
-        if (this.queued) this.kick();
-      });
+    this.scheduler.trigger(full);
   }
 
   start(): void {
-    this.stopped = false;
+    this.scheduler.start();
     this.d.source.start({
-      onChange: () => this.trigger(false),
+      onChange: () => this.scheduler.trigger(false),
       onError: (e) => {
         this.d.metrics.sourceErrors += 1;
         this.d.log.error('node source failed; keeping the last known nodes and routes', { source: this.d.source.description, error: e.message });
       },
       onInfo: (msg, fields) => this.d.log.info(msg, fields),
     });
-    this.resyncTimer = setInterval(() => this.trigger(true), this.o.resyncMs);
-    // Check br_netfilter right away, even before the first list.
-    if (this.o.brNetfilter) {
-      void ensureBrNetfilter(this.o.sysctlRoot).catch(() => undefined).then((s) => {
-        if (!s) return;
-        if (this.brnfOk !== undefined) return;
-        this.brnfOk = s.ok;
-        this.brnfMessage = s.message;
-        this.d.metrics.brNetfilterOk = s.ok ? 1 : 0;
-        if (!s.ok) this.d.log.error('br_netfilter not available: Services between pods on one node will not work', { detail: s.message });
-      });
-    }
   }
 
   /** Stop watching and timers; wait (bounded) for a running pass. Leaves everything in place. */
   async stop(maxWaitMs = 3000): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.debounce);
-    clearTimeout(this.retryTimer);
-    clearInterval(this.resyncTimer);
-    const running = this.running;
+    const stopping = this.scheduler.stop(maxWaitMs);
     await Promise.race([this.d.source.stop().catch(() => undefined), new Promise((r) => setTimeout(r, maxWaitMs).unref())]);
-    if (running) await Promise.race([running, new Promise((r) => setTimeout(r, maxWaitMs).unref())]);
+    await stopping;
   }
 
   status(): LoopStatus {
@@ -405,19 +287,16 @@ export class RouteSyncLoop {
     if (!synced) problems.push(`node source ${this.d.source.description} has not listed nodes yet`);
     if (this.last) problems.push(...this.last.errors, ...this.last.conditions);
     else if (synced) problems.push('no reconcile pass yet');
-    if (this.o.brNetfilter && this.brnfOk === false && !problems.some((p) => p.startsWith('br_netfilter'))) {
-      problems.push(`br_netfilter: ${this.brnfMessage}`);
-    }
     return {
       synced,
       converged: problems.length === 0,
       lastPassAt: this.lastPassAt,
       lastSuccessAt: this.lastSuccessAt,
-      passRunningSinceMs: this.runningSince === undefined ? undefined : Date.now() - this.runningSince,
+      passRunningSinceMs: this.scheduler.runningForMs(),
       problems,
       rejected: this.last?.desired?.rejections.filter((r) => r.reason !== Reason.NoPodCIDR).length ?? 0,
       routes: this.last?.routes ? this.last.routes.programmed[4] + this.last.routes.programmed[6] : 0,
-      brNetfilter: this.o.brNetfilter ? this.brnfMessage : 'not managed',
+      brNetfilter: this.brnf ? this.brnf.message : 'not managed',
     };
   }
 }

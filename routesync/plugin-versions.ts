@@ -1,5 +1,6 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { isJsonObject } from '../lib/cni/json.js';
 import { run } from '../lib/linux/exec.js';
 
 /**
@@ -53,7 +54,7 @@ export function parseVersionAnswer(stdout: string): readonly string[] | undefine
   } catch {
     return undefined;
   }
-  const list = o && typeof o === 'object' ? (o as Record<string, unknown>).supportedVersions : undefined;
+  const list = isJsonObject(o) ? o.supportedVersions : undefined;
   if (!Array.isArray(list) || list.length === 0 || list.length > 64) return undefined;
   if (!list.every((v): v is string => typeof v === 'string' && SEMVER.test(v))) return undefined;
   return list;

@@ -1,5 +1,9 @@
-import type { AsyncRunner } from '../lib/linux/ip-async.js';
-import { iptables, iptablesRestore, nftApply, nftJson, nftUsable, type IpFamilyTool } from '../lib/linux/netfilter-async.js';
+import type { Logger } from '../lib/cni/log.js';
+import type { Runner as AsyncRunner } from '../lib/linux/exec.js';
+import { iptables, iptablesRestore, nftApply, nftJson, nftUsable, type IptablesTool as IpFamilyTool } from '../lib/linux/netfilter.js';
+import type { Metrics } from './metrics.js';
+import { CONVERGED, type Stage, type StageOutcome } from './stage.js';
+import type { DesiredState } from './types.js';
 
 /**
  * Cluster-wide masquerade, one rule set per node: traffic from any pod CIDR of the cluster to a
@@ -157,4 +161,26 @@ export async function selectMasq(mode: MasqMode, runner: AsyncRunner): Promise<M
   if (mode === 'iptables') return new IptablesMasq(runner);
   const probe = await nftUsable(runner);
   return probe.code === 0 ? new NftMasq(runner) : new IptablesMasq(runner);
+}
+
+/** The masquerade stage: the cluster's accepted pod CIDRs into the backend's rule set. */
+export class MasqStage implements Stage {
+  readonly name = 'masquerade';
+  readonly needs = 'peers' as const;
+
+  constructor(
+    private readonly masq: MasqReconciler,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+  ) {}
+
+  async reconcile(desired: DesiredState, full: boolean): Promise<StageOutcome> {
+    const cidrs = desired.clusterPodCIDRs;
+    const r = await this.masq.ensure(cidrs, full);
+    if (r.changed) {
+      this.metrics.masqChanges += 1;
+      this.log.info('masquerade rules updated', { backend: this.masq.backend, podCIDRs: cidrs.v4.length + cidrs.v6.length });
+    }
+    return CONVERGED;
+  }
 }

@@ -1,5 +1,9 @@
+import type { Logger } from '../lib/cni/log.js';
+import { ChangeTracker } from './change-tracker.js';
 import type { HostNet, KernelRoute } from './host-net.js';
-import type { DesiredRoute, Family } from './types.js';
+import type { Metrics } from './metrics.js';
+import type { Stage, StageOutcome } from './stage.js';
+import type { DesiredRoute, DesiredState, Family } from './types.js';
 
 /**
  * Route reconciler. Every route it makes carries the daemon's own routing protocol number
@@ -169,5 +173,62 @@ export class RouteReconciler {
     const conflicted = new Set(conflicts.map((c) => c.route.dst));
     for (const d of desired) if (!failedDst.has(d.dst) && !conflicted.has(d.dst)) programmed[d.family] += 1;
     return { programmed, replaced, removed, conflicts, errors, listed };
+  }
+}
+
+/** Text of a conflict, for the log and the not-converged reasons. */
+function conflictText(c: RouteConflict): string {
+  const e = c.existing;
+  const holder = e ? ` (proto ${e.protocol}${e.gateway ? ` via ${e.gateway}` : ''}${e.dev ? ` dev ${e.dev}` : ''})` : '';
+  return `route conflict: ${c.route.dst} of node "${c.route.node}" is held by a route of another owner${holder}; left alone`;
+}
+
+/**
+ * The routes stage: the desired routes into the kernel (RouteReconciler), the route metrics, and
+ * each conflict logged when it starts and when it clears. A conflict is a condition, not an
+ * error: retrying cannot help until the other owner's route goes (the next resync looks again),
+ * and until then this node cannot reach that peer's pods, so it is not converged.
+ */
+export class RoutesStage implements Stage {
+  readonly name = 'routes';
+  readonly needs = 'peers' as const;
+  private readonly reconciler: RouteReconciler;
+  private readonly conflicts = new ChangeTracker<RouteConflict>((a, b) => conflictText(a) === conflictText(b));
+  /** The report of the last pass that reached the kernel (undefined after a failed one). */
+  last: RouteReport | undefined;
+
+  constructor(
+    net: HostNet,
+    protocol: number,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+  ) {
+    this.reconciler = new RouteReconciler(net, protocol);
+  }
+
+  async reconcile(desired: DesiredState, full: boolean): Promise<StageOutcome> {
+    const { metrics, log } = this;
+    this.last = undefined;
+    const r = await this.reconciler.reconcile(desired.routes, { list: full });
+    this.last = r;
+    metrics.routesProgrammed = { ...r.programmed };
+    metrics.routeChanges.replace += r.replaced;
+    metrics.routeChanges.delete += r.removed;
+    metrics.routeConflicts = r.conflicts.length;
+    const { started, ended } = this.conflicts.update(new Map(r.conflicts.map((c) => [c.route.dst, c])));
+    for (const [, c] of started) {
+      log.warn('route conflict: a route of another owner has this destination; left alone', {
+        dst: c.route.dst,
+        node: c.route.node,
+        existingProtocol: c.existing?.protocol,
+        existingGateway: c.existing?.gateway,
+        existingDev: c.existing?.dev,
+      });
+    }
+    for (const [dst, c] of ended) log.info('route conflict cleared', { dst, node: c.route.node });
+    if (r.replaced || r.removed) {
+      log.info('routes changed', { replaced: r.replaced, removed: r.removed, programmed: r.programmed[4] + r.programmed[6] });
+    }
+    return { errors: r.errors, conditions: r.conflicts.map(conflictText) };
   }
 }

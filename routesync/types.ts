@@ -30,14 +30,22 @@ export const Reason = {
   NoPodCIDR: 'NoPodCIDR',
   /** Not a CIDR, host bits set, or two podCIDRs of one family. */
   PodCIDRMalformed: 'PodCIDRMalformed',
-  /** A /0: it would route every address to one node. */
+  /** A /0, or wider than any node's share of a cluster (IPv4 /8, IPv6 /32): `8.0.0.0/7` would send
+   * 8.8.8.8 to a peer. */
   PodCIDRTooBroad: 'PodCIDRTooBroad',
-  /** Overlaps a network of this node, this node's podCIDR, or an earlier node's podCIDR. */
+  /** Overlaps multicast, loopback, link-local, the unspecified range or the broadcast address. */
+  PodCIDRReserved: 'PodCIDRReserved',
+  /** Not inside the cluster's pod range (`--cluster-cidr`, when given). */
+  PodCIDROutsideCluster: 'PodCIDROutsideCluster',
+  /** Overlaps a network of this node, this node's podCIDR, or an earlier node's podCIDR (for this
+   * node's own podCIDR: a network of this node other than its pod bridge, or its InternalIP). */
   PodCIDROverlap: 'PodCIDROverlap',
   /** No InternalIP of the podCIDR's family. */
   NoInternalIP: 'NoInternalIP',
   /** The InternalIP of that family is not an IP address. */
   InternalIPMalformed: 'InternalIPMalformed',
+  /** The InternalIP of that family cannot be a next hop (multicast, broadcast, link-local…). */
+  InternalIPUnusable: 'InternalIPUnusable',
   /** The route to the node's InternalIP goes through a gateway, is missing, or is local. */
   NotDirectlyReachable: 'NotDirectlyReachable',
 } as const;
@@ -89,5 +97,7 @@ export interface DesiredState {
   self: SelfState;
   /** Every accepted podCIDR in the cluster (this node's included): the masquerade exemption set. */
   clusterPodCIDRs: { v4: string[]; v6: string[] };
+  /** The interface holding this node's InternalIP (its MTU goes into the CNI config), if any. */
+  uplink: { ifname: string; mtu: number } | undefined;
   nodeCount: number;
 }

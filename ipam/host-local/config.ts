@@ -2,7 +2,8 @@ import { parseCniArgs } from '../../lib/cni/cni-args.js';
 import { CniError, ErrorCode } from '../../lib/cni/errors.js';
 import type { NetConf, Route } from '../../lib/cni/types.js';
 import { versionAtLeast } from '../../lib/cni/version.js';
-import { type Addr, familyBits, formatCidr, formatIp, hostMask, parseCidr, parseIp, parseIpMaybeCidr } from './ip.js';
+import { type Addr, familyBits, formatCidr, formatIp, hostMask, parseCidr, parseIp, parseIpMaybeCidr } from '../../lib/addr/addr.js';
+import { type JsonObject as Obj, isJsonObject as isObj } from '../../lib/cni/json.js';
 
 /**
  * The IPAM configuration, a drop-in for the reference host-local's (plugins/ipam/host-local
@@ -39,8 +40,6 @@ export interface IpamConf {
 
 export const DEFAULT_DATA_DIR = '/var/lib/cni/networks';
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 function invalid(msg: string): never {
   throw new CniError(ErrorCode.InvalidNetworkConfig, `invalid ipam config: ${msg}`);

@@ -5,7 +5,7 @@ import { CURRENT_VERSION } from '../../lib/cni/version.js';
 import { allocate, freeCounts, inAnySet, staleReservations } from './allocator/allocator.js';
 import { capacity } from './allocator/range-set.js';
 import { type IpamConf, loadIpamConf, rangeSetText } from './config.js';
-import { formatIp, parseCidr, parseIp } from './ip.js';
+import { formatIp, parseCidr, parseIp } from '../../lib/addr/addr.js';
 import { readResolvConf } from './resolv-conf.js';
 import { DiskStore, type DiskStoreOptions, type PausePoint } from './store/disk-store.js';
 import type { Store } from './store/store.js';

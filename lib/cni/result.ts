@@ -1,4 +1,6 @@
+import { parseCidr, parseIp } from '../addr/addr.js';
 import { CniError, ErrorCode } from './errors.js';
+import { type JsonObject as Obj, isJsonObject as isObj } from './json.js';
 import type { Dns, Interface, IpConfig, Result, Route } from './types.js';
 import { assertSupportedVersion, versionAtLeast } from './version.js';
 
@@ -9,10 +11,6 @@ import { assertSupportedVersion, versionAtLeast } from './version.js';
  *   0.3.0 … 0.4.0  same, plus ips[].version "4"|"6"; no interface mtu, route extras
  *   0.1.0 / 0.2.0  { ip4: {ip, gateway, routes}, ip6: {…}, dns } with the first IP of each family
  */
-
-type Obj = Record<string, unknown>;
-
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 const family = (addr: string): '4' | '6' => (addr.includes(':') ? '6' : '4');
 
@@ -51,6 +49,23 @@ function list(o: Obj, key: string, where: string): Obj[] {
   return v as Obj[];
 }
 
+/**
+ * Address fields are decoded for what they are, as upstream's types do (net.ParseCIDR,
+ * net.ParseIP): a result is untrusted input (a delegated IPAM plugin, a chained plugin's
+ * prevResult), and its addresses end up in `ip` commands.
+ */
+function cidrField(o: Obj, key: string, where: string, required = false): string | undefined {
+  const v = str(o, key, where, required);
+  if (v !== undefined && !parseCidr(v)) bad(`${where}.${key} ${JSON.stringify(v)} is not an address/prefix`);
+  return v;
+}
+
+function ipField(o: Obj, key: string, where: string): string | undefined {
+  const v = str(o, key, where);
+  if (v !== undefined && !parseIp(v)) bad(`${where}.${key} ${JSON.stringify(v)} is not an IP address`);
+  return v;
+}
+
 /** Copy only defined values, so optional fields stay absent (exactOptionalPropertyTypes). */
 function compact<T extends object>(o: { [K in keyof T]: T[K] | undefined }): T {
   const out: Record<string, unknown> = {};
@@ -60,8 +75,8 @@ function compact<T extends object>(o: { [K in keyof T]: T[K] | undefined }): T {
 
 function parseRoute(o: Obj, where: string): Route {
   return compact<Route>({
-    dst: str(o, 'dst', where, true) as string,
-    gw: str(o, 'gw', where),
+    dst: cidrField(o, 'dst', where, true) as string,
+    gw: ipField(o, 'gw', where),
     mtu: num(o, 'mtu', where),
     advmss: num(o, 'advmss', where),
     priority: num(o, 'priority', where),
@@ -113,8 +128,8 @@ function parseResultV03Plus(raw: Obj): Result {
     const idx = num(o, 'interface', where);
     if (idx !== undefined && (idx < 0 || idx >= interfaces.length)) bad(`${where}.interface ${idx} is out of range`);
     return compact<IpConfig>({
-      address: str(o, 'address', where, true) as string,
-      gateway: str(o, 'gateway', where),
+      address: cidrField(o, 'address', where, true) as string,
+      gateway: ipField(o, 'gateway', where),
       interface: idx,
     });
   });
@@ -129,7 +144,7 @@ function parseResultV02(raw: Obj): Result {
     const v = raw[key];
     if (v === undefined || v === null) continue;
     if (!isObj(v)) bad(`${key} must be an object`);
-    ips.push(compact<IpConfig>({ address: str(v, 'ip', key, true) as string, gateway: str(v, 'gateway', key) }));
+    ips.push(compact<IpConfig>({ address: cidrField(v, 'ip', key, true) as string, gateway: ipField(v, 'gateway', key) }));
     routes.push(...list(v, 'routes', key).map((o, i) => parseRoute(o, `${key}.routes[${i}]`)));
   }
   return assemble([], ips, routes, parseDns(raw.dns));

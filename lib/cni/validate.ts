@@ -1,8 +1,8 @@
+import { ifNameProblem } from '../linux/values.js';
 import { CniError, ErrorCode } from './errors.js';
 
 /** SPEC.md: container ID and network name must match this; both end up in paths and keys. */
 const ID_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
-const IFNAME_MAX = 15; // IFNAMSIZ - 1
 
 export function validateContainerId(id: string): void {
   if (!id) throw new CniError(ErrorCode.UnknownContainer, 'missing containerID');
@@ -11,14 +11,10 @@ export function validateContainerId(id: string): void {
   }
 }
 
+/** CNI_IFNAME: an interface name by the kernel's rules, in bytes (lib/linux/values.ts). */
 export function validateIfName(name: string): void {
-  const fail = (why: string): never => {
-    throw new CniError(ErrorCode.InvalidEnvironmentVariables, `invalid interface name "${name}": ${why}`, 'CNI_IFNAME');
-  };
-  if (!name) fail('empty');
-  if (name.length > IFNAME_MAX) fail(`longer than ${IFNAME_MAX} characters`);
-  if (name === '.' || name === '..') fail('not a valid name');
-  if (/[/:\s]/.test(name)) fail("contains '/', ':' or whitespace");
+  const why = ifNameProblem(name);
+  if (why) throw new CniError(ErrorCode.InvalidEnvironmentVariables, `invalid interface name "${name}": ${why}`, 'CNI_IFNAME');
 }
 
 export function validateNetworkName(name: unknown): asserts name is string {

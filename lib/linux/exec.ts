@@ -3,10 +3,10 @@ import { accessSync, constants } from 'node:fs';
 import { join } from 'node:path';
 
 /**
- * The one process runner on the plugin path, on bare `node:child_process.spawn` (execa costs
- * ~15 ms of start-up, architecture.md). Asynchronous, so independent kernel work overlaps: the
- * node batch runs while the IPAM answers, a veth is deleted (~20 ms in the kernel) while the
- * address is released. The daemon, lab and tests use execa instead (ip-async.ts).
+ * The one process runner of podnet (plugins and daemon), tinyexec-like: one call, the outcome
+ * as data, `throwOnError` to turn a non-zero exit into a CommandError. Bare
+ * `node:child_process.spawn`: execa costs a plugin ~15 ms of start-up (architecture.md), and an
+ * asynchronous spawn never blocks the daemon's event loop either. execa stays in the tests.
  */
 export interface RunResult {
   code: number;
@@ -19,6 +19,8 @@ export interface RunOptions {
   env?: Readonly<Record<string, string | undefined>>;
   /** Milliseconds before the child is killed; default 60 s. */
   timeout?: number;
+  /** Reject with a CommandError (stderr in the message) unless the exit code is 0. */
+  throwOnError?: boolean;
 }
 
 export class CommandError extends Error {
@@ -34,8 +36,31 @@ export class CommandError extends Error {
   }
 }
 
-/** Run a command; never rejects: the outcome (exit code 127 when it is missing) is in the result. */
-export function run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+/** The seam: code that runs tools takes a Runner; tests pass one that records and answers. */
+export interface Runner {
+  run(file: string, args: readonly string[], opts?: RunOptions): Promise<RunResult>;
+}
+
+/**
+ * Run a command. Without `throwOnError` it never rejects: the outcome (exit code 127 when the
+ * tool is missing) is in the result. A bare name is looked up in PATH and the system dirs.
+ */
+export async function run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  const r = await spawnCollect(file.includes('/') ? file : binary(file), args, opts);
+  if (opts.throwOnError && r.code !== 0) throw new CommandError(`${file} ${args.join(' ')}`.slice(0, 200), r);
+  return r;
+}
+
+export const processRunner: Runner = { run };
+
+/** Run through any Runner and throw CommandError unless the exit code is 0 (fakes need not know throwOnError). */
+export async function runChecked(runner: Runner, file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  const r = await runner.run(file, args, opts);
+  if (r.code !== 0) throw new CommandError(`${file} ${args.join(' ')}`.slice(0, 200), r);
+  return r;
+}
+
+function spawnCollect(file: string, args: readonly string[], opts: RunOptions): Promise<RunResult> {
   return new Promise((resolve) => {
     let child;
     try {

@@ -1,13 +1,14 @@
-import { closeSync, existsSync, openSync, readSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { PluginNotFoundError } from '../../lib/cni/delegate.js';
 import type { CmdArgs, GcArgs, PluginFuncs } from '../../lib/cni/dispatch.js';
 import { CniError, ErrorCode, causeText, isCniError, wrapError } from '../../lib/cni/errors.js';
 import type { Interface, Result } from '../../lib/cni/types.js';
-import { type IpBatchResult, type IpRunner, IprouteCli, isExists, isNotFound } from '../../lib/linux/ip.js';
+import { cidrParts } from '../../lib/addr/addr.js';
+import { BridgeBatch, type BridgeChange, IpBatch, type IpError, type IpRunner, IprouteCli, type LinkAddr, type LinkEntry } from '../../lib/linux/ip.js';
 import { type NetDevView, ProcSysfsView } from '../../lib/linux/netdev.js';
+import { type NetnsStatus, netnsError, netnsStatus } from '../../lib/linux/netns.js';
 import { type Netfilter, NetfilterCli } from '../../lib/linux/netfilter.js';
 import { ProcSysctl, type Sysctl } from '../../lib/linux/sysctl.js';
-import { parseCidr, randomMac } from './addr.js';
 import { runCheck } from './check.js';
 import { type Ipam, type IpamDeps, createIpam, defaultIpamDeps } from './ipam.js';
 import { type Masq, createMasq } from './masq.js';
@@ -15,14 +16,13 @@ import { calcHostVethName, calcVlanPeerName } from './names.js';
 import { type BridgeConf, loadBridgeConf } from './netconf.js';
 import {
   CONTAINER_IFACE_INDEX,
-  calcGatewayLines,
+  calcGatewayOps,
   calcGateways,
-  calcNodeLines,
-  calcPodAddrLines,
-  calcPodRouteLines,
+  calcNodeOps,
+  calcPodAddrOps,
+  calcPodRouteOps,
   calcPodSysctls,
-  calcVlanLines,
-  linkAddrs,
+  calcVlanOps,
 } from './setup.js';
 
 /** Everything the bridge plugin touches, so tests can pass fakes. */
@@ -32,7 +32,8 @@ export interface BridgeDeps {
   sysctl: Sysctl;
   netdev: NetDevView;
   ipam: IpamDeps;
-  netnsExists(path: string): boolean;
+  /** Is this path a network namespace other than ours (lib/linux/netns.ts)? */
+  netns(path: string): NetnsStatus;
   randomMac(): string;
   sleep(ms: number): Promise<void>;
   now(): number;
@@ -45,11 +46,18 @@ export function defaultBridgeDeps(): BridgeDeps {
     sysctl: new ProcSysctl(),
     netdev: new ProcSysfsView(),
     ipam: defaultIpamDeps(),
-    netnsExists: (p) => existsSync(p),
+    netns: (p) => netnsStatus(p),
     randomMac: () => randomMac(urandom),
     sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
     now: () => Date.now(),
   };
+}
+
+/** A random locally administered unicast MAC, as the kernel picks one. */
+export function randomMac(random: (n: number) => Uint8Array): string {
+  const b = random(6);
+  b[0] = ((b[0] as number) & 0xfe) | 0x02;
+  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
 }
 
 /** Random bytes without loading node:crypto (start-up cost). */
@@ -115,16 +123,26 @@ export function createBridgePlugin(overrides: Partial<BridgeDeps> = {}): PluginF
 }
 
 function requireNetns(deps: BridgeDeps, netns: string): string {
-  if (!netns.startsWith('/') || /[\s"'\\]/.test(netns)) {
-    throw new CniError(ErrorCode.InvalidEnvironmentVariables, `invalid CNI_NETNS "${netns}": must be an absolute path without spaces or quotes`, 'CNI_NETNS');
-  }
-  if (!deps.netnsExists(netns)) {
-    throw new CniError(ErrorCode.InvalidNetns, `failed to open netns "${netns}": no such file`, 'CNI_NETNS');
-  }
+  const e = netnsError(netns, deps.netns);
+  if (e) throw e;
   return netns;
 }
 
-const failText = (r: IpBatchResult): string => r.failures.map((f) => f.message).join('; ') || r.stderr.trim() || `exit code ${r.code}`;
+const failText = (e: IpError | undefined): string => e?.message || 'failed';
+
+/** Run a batch; throw `msg: <kernel message>` (code 999) when any step failed. */
+async function runOrThrow(deps: BridgeDeps, b: IpBatch | BridgeBatch, msg: string): Promise<void> {
+  const r = await b.run(deps.ip);
+  if (!r.ok) throw new CniError(ErrorCode.Internal, `${msg}: ${failText(r.error)}`);
+}
+
+/** `addr show dev X` as one batch; undefined when the link is missing. */
+async function showLink(deps: BridgeDeps, dev: string, netns?: string): Promise<LinkEntry | undefined> {
+  const b = new IpBatch(netns === undefined ? {} : { netns });
+  const link = b.link(dev);
+  await b.run(deps.ip);
+  return link.ok ? link.value : undefined;
+}
 
 /**
  * Does link `name` exist, and is it a bridge? Uses sysfs when it shows our namespace. `links` is
@@ -133,13 +151,10 @@ const failText = (r: IpBatchResult): string => r.failures.map((f) => f.message).
 async function bridgeState(deps: BridgeDeps, name: string, links = deps.netdev.names()): Promise<{ exists: boolean; isBridge: boolean }> {
   if (!links.has(name)) return { exists: false, isBridge: false };
   if (deps.netdev.sysfsTrusted()) return { exists: true, isBridge: deps.netdev.isBridge(name) };
-  const r = await deps.ip.batch([`addr show dev ${name}`]);
-  if (!r.ok) return { exists: false, isBridge: false };
-  return { exists: true, isBridge: linkKind(r.outputs[0]?.[0]) === 'bridge' };
+  const l = await showLink(deps, name);
+  if (!l) return { exists: false, isBridge: false };
+  return { exists: true, isBridge: l.kind === 'bridge' };
 }
-
-const linkKind = (entry: Record<string, unknown> | undefined): string | undefined =>
-  (entry?.linkinfo as { info_kind?: string } | undefined)?.info_kind;
 
 async function cmdAdd(deps: BridgeDeps, conf: BridgeConf, ipam: Ipam | undefined, args: CmdArgs): Promise<Result> {
   const netns = requireNetns(deps, args.netns);
@@ -178,12 +193,21 @@ async function cmdAdd(deps: BridgeDeps, conf: BridgeConf, ipam: Ipam | undefined
     if (ipamResult && !ipamResult.ips?.length) {
       ipamError ??= new CniError(ErrorCode.Internal, `IPAM plugin "${conf.ipamType}" returned missing IP config`);
     }
-    const layer3 = ipamResult && ipamError === undefined ? calcGateways(ipamResult, conf) : undefined;
+    // A result that cannot work (a gateway outside its subnet) fails like the IPAM itself: after
+    // the node batch is accounted for, so its veth is undone too.
+    let layer3: ReturnType<typeof calcGateways> | undefined;
+    if (ipamResult && ipamError === undefined) {
+      try {
+        layer3 = calcGateways(ipamResult, conf);
+      } catch (e) {
+        ipamError = e;
+      }
+    }
     const masq = createMasq(deps.netfilter, conf, args.containerId, args.ifName);
     let fwJob: Promise<{ value?: void; error?: unknown } | undefined> = Promise.resolve(undefined);
     if (layer3 && (conf.ipMasq || conf.macspoofchk)) {
       undo.push({ what: 'remove masquerade and spoof-check rules', run: () => masq.remove() });
-      const targets = layer3.ips.map((ip) => parseCidr(ip.address)).map((p) => ({ family: p.family, ip: p.ip, subnet: p.subnet }));
+      const targets = layer3.ips.map((ip) => cidrParts(ip.address)).filter((p) => p !== undefined).map((p) => ({ family: p.family, ip: p.ip, subnet: p.subnet }));
       const spoof = conf.macspoofchk ? { hostIface: hostVeth, mac: containerMac as string } : undefined;
       fwJob = settle(masq.add(conf.ipMasq ? targets : [], spoof));
     }
@@ -197,7 +221,7 @@ async function cmdAdd(deps: BridgeDeps, conf: BridgeConf, ipam: Ipam | undefined
     if (node.createdBridge) deps.sysctl.ensure(`net/ipv6/conf/${conf.bridge}/accept_ra`, '0');
     bestEffort(() => deps.sysctl.ensure(`net/ipv6/conf/${hostVeth}/accept_ra`, '0'));
     if (node.defaultPvid !== undefined && (conf.vlan !== 0 || conf.vlanTrunk.length > 0)) {
-      await runBridgeVlan(deps, calcVlanLines(conf, hostVeth, node.defaultPvid), hostVeth).catch(async (e: unknown) => {
+      await runBridgeVlan(deps, calcVlanOps(conf, hostVeth, node.defaultPvid), hostVeth).catch(async (e: unknown) => {
         await fwJob;
         throw e;
       });
@@ -236,9 +260,11 @@ async function cmdAdd(deps: BridgeDeps, conf: BridgeConf, ipam: Ipam | undefined
         await masq.add([], { hostIface: hostVeth, mac: containerMac as string });
       }
       if (!conf.disableContainerInterface) {
-        const r = await deps.ip.batch([`link set dev ${args.ifName} up`, `addr show dev ${args.ifName}`], { netns });
-        if (!r.ok) throw new CniError(ErrorCode.Internal, `failed to set "${args.ifName}" up: ${failText(r)}`);
-        podMac = macOf(r.outputs[0]?.[0]) ?? podMac;
+        const b = new IpBatch({ netns });
+        b.add({ kind: 'link-up', dev: args.ifName });
+        const link = b.link(args.ifName);
+        await runOrThrow(deps, b, `failed to set "${args.ifName}" up`);
+        podMac = link.value?.mac ?? podMac;
       }
     }
     if (podMac) (interfaces[CONTAINER_IFACE_INDEX] as Interface).mac = podMac;
@@ -264,10 +290,12 @@ interface NodeOutcome {
   error?: unknown;
   bridgeMac?: string;
   hostMac?: string;
-  bridgeAddrs: ReturnType<typeof linkAddrs>;
+  bridgeAddrs: LinkAddr[];
   /** The bridge's default PVID when it filters VLANs (for the port's VLAN setup). */
   defaultPvid?: number;
 }
+
+const notABridge = (conf: BridgeConf) => new CniError(ErrorCode.InvalidNetworkConfig, `"${conf.bridge}" already exists but is not a bridge`, 'bridge');
 
 /** Step 1 on the node: never rejects, tells what it did so the undo stack is exact. */
 async function runNodeBatch(
@@ -277,72 +305,64 @@ async function runNodeBatch(
 ): Promise<NodeOutcome> {
   let createBridge = p.createBridge;
   for (let attempt = 0; ; attempt++) {
-    const plan = calcNodeLines({ conf, createBridge, bridgeMac: deps.randomMac(), hostVeth: p.hostVeth, ifName: p.ifName, netns: p.netns, containerMac: p.containerMac });
-    const r = await deps.ip.batch(plan.lines);
-    const failed = r.failures[0];
-    if (!failed) {
-      const brEntry = r.outputs[0]?.[0];
-      const hostEntry = r.outputs[1]?.[0];
-      if (linkKind(brEntry) !== 'bridge') {
-        return {
-          vethCreated: true,
-          createdBridge: false,
-          bridgeAddrs: [],
-          error: new CniError(ErrorCode.InvalidNetworkConfig, `"${conf.bridge}" already exists but is not a bridge`, 'bridge'),
-        };
-      }
-      const info = (brEntry?.linkinfo as { info_data?: Record<string, unknown> } | undefined)?.info_data;
-      const out: NodeOutcome = {
-        vethCreated: true,
-        createdBridge: createBridge,
-        bridgeAddrs: linkAddrs(brEntry),
-      };
-      const bm = macOf(brEntry);
-      const hm = macOf(hostEntry);
-      if (bm) out.bridgeMac = bm;
-      if (hm) out.hostMac = hm;
-      if (info?.vlan_filtering === 1 || conf.vlan !== 0 || conf.vlanTrunk.length > 0) {
-        out.defaultPvid = typeof info?.vlan_default_pvid === 'number' ? info.vlan_default_pvid : 1;
+    const ops = calcNodeOps({ conf, createBridge, bridgeMac: deps.randomMac(), hostVeth: p.hostVeth, ifName: p.ifName, netns: p.netns, containerMac: p.containerMac });
+    const b = new IpBatch();
+    const bridge = ops.bridge && b.add(ops.bridge);
+    const veth = b.add(ops.veth);
+    const master = b.add(ops.master);
+    const port = ops.port && b.add(ops.port);
+    const hostUp = b.add(ops.hostUp);
+    const bridgeUp = b.add(ops.bridgeUp);
+    const brShow = b.link(conf.bridge);
+    const hostShow = b.link(p.hostVeth);
+    const r = await b.run(deps.ip);
+    if (r.ok) {
+      const br = brShow.value;
+      if (br?.kind !== 'bridge') return { vethCreated: true, createdBridge: false, bridgeAddrs: [], error: notABridge(conf) };
+      const out: NodeOutcome = { vethCreated: true, createdBridge: createBridge, bridgeAddrs: br.addrs };
+      if (br.mac) out.bridgeMac = br.mac;
+      if (hostShow.value?.mac) out.hostMac = hostShow.value.mac;
+      if (br.info.vlan_filtering === 1 || conf.vlan !== 0 || conf.vlanTrunk.length > 0) {
+        out.defaultPvid = typeof br.info.vlan_default_pvid === 'number' ? br.info.vlan_default_pvid : 1;
       }
       return out;
     }
     // Parallel first pods of a node: another ADD made the bridge between our look and our add.
-    if (createBridge && failed.line === plan.bridgeLine && isExists(failed.message) && attempt < 3) {
-      const br = await bridgeState(deps, conf.bridge);
-      if (br.exists && !br.isBridge) {
-        return { vethCreated: false, createdBridge: false, bridgeAddrs: [], error: new CniError(ErrorCode.InvalidNetworkConfig, `"${conf.bridge}" already exists but is not a bridge`, 'bridge') };
-      }
-      createBridge = !br.exists;
+    if (bridge?.error?.exists && attempt < 3) {
+      const state = await bridgeState(deps, conf.bridge);
+      if (state.exists && !state.isBridge) return { vethCreated: false, createdBridge: false, bridgeAddrs: [], error: notABridge(conf) };
+      createBridge = !state.exists;
       continue;
     }
-    const vethCreated = failed.line > plan.vethLine;
+    const createdBridge = bridge !== undefined && bridge.ok;
     let error: CniError;
-    if (failed.line === plan.vethLine && isExists(failed.message)) {
+    if (bridge?.error) {
+      error = new CniError(ErrorCode.Internal, `failed to create bridge "${conf.bridge}": ${bridge.error.message}`);
+    } else if (veth.error?.exists) {
       error = new CniError(
         ErrorCode.Internal,
         `failed to create veth pair "${p.hostVeth}"/"${p.ifName}": an interface with one of these names already exists (container interface in "${p.netns}" or host side)`,
       );
-    } else if (failed.line === plan.bridgeLine) {
-      error = new CniError(ErrorCode.Internal, `failed to create bridge "${conf.bridge}": ${failed.message}`);
-    } else if (failed.line === plan.vethLine) {
-      error = new CniError(ErrorCode.Internal, `failed to create veth pair "${p.hostVeth}"/"${p.ifName}": ${failed.message}`);
-    } else if (/master/.test(plan.lines[failed.line - 1] ?? '')) {
-      error = new CniError(ErrorCode.Internal, `failed to connect "${p.hostVeth}" to bridge "${conf.bridge}": ${failed.message}`);
+    } else if (veth.error) {
+      error = new CniError(ErrorCode.Internal, `failed to create veth pair "${p.hostVeth}"/"${p.ifName}": ${veth.error.message}`);
+    } else if (master.error) {
+      error = new CniError(ErrorCode.Internal, `failed to connect "${p.hostVeth}" to bridge "${conf.bridge}": ${master.error.message}`);
     } else {
-      error = new CniError(ErrorCode.Internal, `failed to set up "${p.hostVeth}" on bridge "${conf.bridge}": ${failed.message} (${plan.lines[failed.line - 1] ?? ''})`);
+      const failed = [port, hostUp, bridgeUp, brShow, hostShow].find((s) => s?.error);
+      error = new CniError(ErrorCode.Internal, `failed to set up "${p.hostVeth}" on bridge "${conf.bridge}": ${failText(failed?.error)} (${failed?.line ?? ''})`);
     }
-    return { vethCreated, createdBridge: createBridge && failed.line > plan.bridgeLine, bridgeAddrs: [], error };
+    return { vethCreated: veth.ok, createdBridge, bridgeAddrs: [], error };
   }
 }
 
-async function runBridgeVlan(deps: BridgeDeps, lines: string[], port: string): Promise<void> {
-  if (!lines.length) return;
-  const r = await deps.ip.bridgeBatch(lines, { force: true });
+async function runBridgeVlan(deps: BridgeDeps, ops: readonly BridgeChange[], port: string): Promise<void> {
+  if (!ops.length) return;
+  const b = new BridgeBatch({ force: true });
+  const steps = ops.map((op) => ({ op, step: b.add(op) }));
+  await b.run(deps.ip);
   // Removing a default VLAN that is not there is fine; anything else is not.
-  const bad = r.failures.filter((f) => !(lines[f.line - 1]?.startsWith('vlan del') ?? false));
-  if (bad.length || (r.code !== 0 && r.failures.length === 0)) {
-    throw new CniError(ErrorCode.Internal, `failed to set up vlan tag on interface "${port}": ${failText(r)}`);
-  }
+  const bad = steps.find(({ op, step }) => !step.ok && op.verb !== 'del');
+  if (bad) throw new CniError(ErrorCode.Internal, `failed to set up vlan tag on interface "${port}": ${failText(bad.step.error)}`);
 }
 
 /** Step 2 in the pod: sysctls + addresses + up + routes in one nsenter; returns the pod MAC. */
@@ -355,20 +375,24 @@ async function configurePod(
   routes: NonNullable<Result['routes']>,
 ): Promise<string | undefined> {
   const waitDad = conf.enabledad && ips.some((ip) => ip.address.includes(':'));
-  const routeLines = calcPodRouteLines(ifName, ips, routes);
-  const lines = [...calcPodAddrLines(ifName, ips), `link set dev ${ifName} up`, ...(waitDad ? [] : routeLines), `addr show dev ${ifName}`];
-  const r = await deps.ip.batch(lines, { netns, sysctls: calcPodSysctls(conf, ifName, ips) });
+  const routeOps = calcPodRouteOps(ifName, ips, routes);
+  const b = new IpBatch({ netns, sysctls: calcPodSysctls(conf, ifName, ips) });
+  for (const op of calcPodAddrOps(ifName, ips)) b.add(op);
+  b.add({ kind: 'link-up', dev: ifName });
+  if (!waitDad) for (const op of routeOps) b.add(op);
+  const link = b.link(ifName);
+  const r = await b.run(deps.ip);
   if (!r.ok) {
-    const f = r.failures[0];
-    const line = f && f.line > 0 ? lines[f.line - 1] : undefined;
-    throw new CniError(ErrorCode.Internal, `failed to configure "${ifName}" in "${netns}": ${failText(r)}${line ? ` (${line})` : ''}`);
+    const failed = b.failedLine();
+    throw new CniError(ErrorCode.Internal, `failed to configure "${ifName}" in "${netns}": ${failText(r.error)}${failed ? ` (${failed})` : ''}`);
   }
-  const mac = macOf(r.outputs[0]?.[0]);
+  const mac = link.value?.mac;
   if (waitDad) {
     await settleAddresses(deps, ifName, netns);
-    if (routeLines.length) {
-      const rr = await deps.ip.batch(routeLines, { netns });
-      if (!rr.ok) throw new CniError(ErrorCode.Internal, `failed to add routes to "${ifName}": ${failText(rr)}`);
+    if (routeOps.length) {
+      const rb = new IpBatch({ netns });
+      for (const op of routeOps) rb.add(op);
+      await runOrThrow(deps, rb, `failed to add routes to "${ifName}"`);
     }
   }
   return mac;
@@ -378,11 +402,10 @@ async function configurePod(
 async function settleAddresses(deps: BridgeDeps, ifName: string, netns: string): Promise<void> {
   const deadline = deps.now() + DAD_TIMEOUT_MS;
   for (;;) {
-    const r = await deps.ip.batch([`addr show dev ${ifName}`], { netns });
-    const addrs = ((r.outputs[0]?.[0]?.addr_info as Record<string, unknown>[] | undefined) ?? []).filter((a) => a.family === 'inet6');
-    const failed = addrs.find((a) => a.dadfailed === true);
-    if (failed) throw new CniError(ErrorCode.Internal, `failed to settle addresses for "${ifName}": DAD failed for ${String(failed.local)}`);
-    if (!addrs.some((a) => a.tentative === true)) return;
+    const addrs = (await showLink(deps, ifName, netns))?.addrs.filter((a) => a.family === 6) ?? [];
+    const failed = addrs.find((a) => a.dadfailed);
+    if (failed) throw new CniError(ErrorCode.Internal, `failed to settle addresses for "${ifName}": DAD failed for ${failed.cidr}`);
+    if (!addrs.some((a) => a.tentative)) return;
     if (deps.now() > deadline) throw new CniError(ErrorCode.Internal, `failed to settle addresses for "${ifName}": still tentative after ${DAD_TIMEOUT_MS} ms`);
     await deps.sleep(50);
   }
@@ -392,7 +415,7 @@ async function settleAddresses(deps: BridgeDeps, ifName: string, netns: string):
 async function ensureGateway(
   deps: BridgeDeps,
   conf: BridgeConf,
-  bridgeAddrs: ReturnType<typeof linkAddrs>,
+  bridgeAddrs: readonly LinkAddr[],
   gateways: ReturnType<typeof calcGateways>['gateways'],
   result: Result,
 ): Promise<void> {
@@ -405,19 +428,23 @@ async function ensureGateway(
     current = vlanIface.addrs;
     result.interfaces?.push({ name: vlanIface.name, ...(vlanIface.mac ? { mac: vlanIface.mac } : {}) });
   }
-  const lines = calcGatewayLines(device, current, gateways, conf.forceAddress);
+  const ops = calcGatewayOps(device, current, gateways, conf.forceAddress);
   const bridgeMac = result.interfaces?.[0]?.mac;
-  if (lines.length) {
+  if (ops.length) {
+    const b = new IpBatch({ force: true });
+    const steps = ops.map((op) => ({ op, step: b.add(op) }));
     // Pin the bridge's MAC (upstream does the same), so it does not follow its ports.
-    if (device === conf.bridge && bridgeMac) lines.push(`link set dev ${device} address ${bridgeMac}`);
-    const r = await deps.ip.batch(lines, { force: true });
-    const bad = r.failures.filter((f) => {
-      const line = lines[f.line - 1] ?? '';
-      return !(line.startsWith('addr add') && isExists(f.message)) && !(line.startsWith('addr del') && /Cannot assign/i.test(f.message));
+    const pin = device === conf.bridge && bridgeMac ? b.add({ kind: 'link-address', dev: device, mac: bridgeMac }) : undefined;
+    await b.run(deps.ip);
+    // A parallel ADD may have added the same gateway, or removed the old one, first.
+    const bad = steps.find(({ op, step }) => {
+      if (step.ok) return false;
+      if (op.kind === 'addr-add' && step.error?.exists) return false;
+      if (op.kind === 'addr-del' && /Cannot assign/i.test(step.error?.raw ?? '')) return false;
+      return true;
     });
-    if (bad.length || (r.code !== 0 && r.failures.length === 0)) {
-      throw new CniError(ErrorCode.Internal, `failed to set bridge addr on "${device}": ${failText(r)}`);
-    }
+    const failed = bad?.step.error ?? pin?.error;
+    if (failed) throw new CniError(ErrorCode.Internal, `failed to set bridge addr on "${device}": ${failText(failed)}`);
   }
   try {
     if (gateways[4].length) deps.sysctl.ensure('net/ipv4/ip_forward', '1');
@@ -428,33 +455,29 @@ async function ensureGateway(
 }
 
 /** upstream ensureVlanInterface: a veth `<bridge>.<vlan>` whose peer is an untagged port of that VLAN. */
-async function ensureVlanInterface(deps: BridgeDeps, conf: BridgeConf): Promise<{ name: string; mac?: string; addrs: ReturnType<typeof linkAddrs> }> {
+async function ensureVlanInterface(deps: BridgeDeps, conf: BridgeConf): Promise<{ name: string; mac?: string; addrs: LinkAddr[] }> {
   const name = `${conf.bridge}.${conf.vlan}`;
   const peer = calcVlanPeerName(conf.bridge, conf.vlan);
   if (!deps.netdev.names().has(name)) {
-    const mtu = conf.mtu ? ` mtu ${conf.mtu}` : '';
-    const r = await deps.ip.batch([
-      `link add name ${name}${mtu} type veth peer name ${peer}${mtu}`,
-      `link set dev ${peer} master ${conf.bridge}`,
-      `link set dev ${peer} up`,
-      `link set dev ${name} up`,
-    ]);
-    const f = r.failures[0];
-    if (f && !(f.line === 1 && isExists(f.message))) {
-      throw new CniError(ErrorCode.Internal, `failed to create vlan interface "${name}": ${f.message}`);
+    const mtu = conf.mtu || undefined;
+    const b = new IpBatch();
+    const create = b.add({ kind: 'link-add-veth', name, mtu, peer: { name: peer, mtu } });
+    b.add({ kind: 'link-master', dev: peer, master: conf.bridge });
+    b.add({ kind: 'link-up', dev: peer });
+    b.add({ kind: 'link-up', dev: name });
+    const r = await b.run(deps.ip);
+    if (!r.ok && !create.error?.exists) {
+      throw new CniError(ErrorCode.Internal, `failed to create vlan interface "${name}": ${failText(r.error)}`);
     }
-    if (!f) {
-      const show = await deps.ip.batch([`addr show dev ${conf.bridge}`]);
-      const info = (show.outputs[0]?.[0]?.linkinfo as { info_data?: Record<string, unknown> } | undefined)?.info_data;
-      const pvid = typeof info?.vlan_default_pvid === 'number' ? info.vlan_default_pvid : 1;
-      await runBridgeVlan(deps, calcVlanLines(conf, peer, pvid, conf.vlan, []), peer);
+    if (r.ok) {
+      const info = (await showLink(deps, conf.bridge))?.info ?? {};
+      const pvid = typeof info.vlan_default_pvid === 'number' ? info.vlan_default_pvid : 1;
+      await runBridgeVlan(deps, calcVlanOps(conf, peer, pvid, conf.vlan, []), peer);
     }
   }
-  const r = await deps.ip.batch([`addr show dev ${name}`]);
-  if (!r.ok) throw new CniError(ErrorCode.Internal, `failed to find vlan interface "${name}": ${failText(r)}`);
-  const entry = r.outputs[0]?.[0];
-  const mac = macOf(entry);
-  return { name, ...(mac ? { mac } : {}), addrs: linkAddrs(entry) };
+  const link = await showLink(deps, name);
+  if (!link) throw new CniError(ErrorCode.Internal, `failed to find vlan interface "${name}"`);
+  return { name, ...(link.mac ? { mac: link.mac } : {}), addrs: link.addrs };
 }
 
 /** upstream waits for the host port's operstate to be UP before returning. */
@@ -463,24 +486,18 @@ async function waitPortUp(deps: BridgeDeps, hostVeth: string): Promise<void> {
   const viaSysfs = deps.netdev.sysfsTrusted();
   let state: string | undefined;
   for (let delay = 1; ; delay = Math.min(delay * 2, 50)) {
-    if (viaSysfs) {
-      state = deps.netdev.operState(hostVeth);
-    } else {
-      const r = await deps.ip.batch([`addr show dev ${hostVeth}`]);
-      state = String(r.outputs[0]?.[0]?.operstate ?? 'missing').toLowerCase();
-    }
+    state = viaSysfs ? deps.netdev.operState(hostVeth) : ((await showLink(deps, hostVeth))?.operstate ?? 'missing');
     if (state === 'up') return;
     if (deps.now() > deadline) throw new CniError(ErrorCode.Internal, `bridge port in error state: ${state ?? 'missing'}`);
     await deps.sleep(delay);
   }
 }
 
-const macOf = (entry: Record<string, unknown> | undefined): string | undefined =>
-  typeof entry?.address === 'string' ? entry.address : undefined;
-
-async function deleteLink(deps: BridgeDeps, name: string): Promise<void> {
-  const r = await deps.ip.batch([`link del dev ${name}`]);
-  if (!r.ok && !isNotFound(failText(r))) throw new Error(`failed to delete "${name}": ${failText(r)}`);
+async function deleteLink(deps: BridgeDeps, name: string, netns?: string): Promise<void> {
+  const b = new IpBatch(netns === undefined ? {} : { netns });
+  const del = b.add({ kind: 'link-del', dev: name });
+  await b.run(deps.ip);
+  if (!del.ok && !del.error?.notFound) throw new Error(`failed to delete "${name}"${netns ? ` in "${netns}"` : ''}: ${failText(del.error)}`);
 }
 
 function bestEffort(f: () => void): void {
@@ -499,20 +516,35 @@ async function settle<T>(p: Promise<T>): Promise<{ value?: T; error?: unknown }>
   }
 }
 
+/**
+ * DEL removes only what is provably this attachment's: the host end named for (container,
+ * ifname) — deleting it takes the pod end along —, or, when that is gone, the pod interface
+ * that prevResult describes (a veth in CNI_NETNS with prevResult's MAC). Never "whatever has
+ * that name" in a namespace: with a wrong CNI_NETNS (another pod's, the node's own) that would be
+ * someone else's interface. The IP and the rules are released either way.
+ */
+async function deleteAttachmentLink(deps: BridgeDeps, args: CmdArgs, hostVeth: string): Promise<void> {
+  if (deps.netdev.names().has(hostVeth)) return deleteLink(deps, hostVeth);
+  const netns = args.netns;
+  if (!netns || netnsError(netns, deps.netns)) return; // gone, empty, the node's own, or not a namespace
+  const mine = args.prevResult?.interfaces?.find((i) => i.name === args.ifName && i.sandbox === netns && i.mac);
+  if (!mine) return;
+  let link: LinkEntry | undefined;
+  try {
+    link = await showLink(deps, args.ifName, netns);
+  } catch {
+    return; // a name no link can have: nothing of ours
+  }
+  if (!link || link.kind !== 'veth' || link.mac !== mine.mac?.toLowerCase()) return;
+  await deleteLink(deps, args.ifName, netns).catch((e: unknown) => {
+    // The namespace went away meanwhile: so did the interface.
+    if (!/setns|namespace|Invalid argument|No such file/i.test(String(e))) throw e;
+  });
+}
+
 async function cmdDel(deps: BridgeDeps, conf: BridgeConf, ipam: Ipam | undefined, args: CmdArgs): Promise<void> {
   const hostVeth = calcHostVethName(args.containerId, args.ifName);
-  // The link: by its deterministic host name (works whether or not the netns still exists);
-  // else inside the netns by CNI_IFNAME (a pod made by another bridge plugin version).
-  let linkJob: Promise<void> = Promise.resolve();
-  if (deps.netdev.names().has(hostVeth)) {
-    linkJob = deleteLink(deps, hostVeth);
-  } else if (args.netns && args.netns.startsWith('/') && !/[\s"'\\]/.test(args.netns) && deps.netnsExists(args.netns)) {
-    linkJob = deps.ip.batch([`link del dev ${args.ifName}`], { netns: args.netns }).then((r) => {
-      if (r.ok || isNotFound(failText(r)) || /setns|namespace|Invalid argument/i.test(failText(r))) return;
-      throw new Error(`failed to delete "${args.ifName}" in "${args.netns}": ${failText(r)}`);
-    });
-  }
-  const linkDone = settle(linkJob);
+  const linkDone = settle(deleteAttachmentLink(deps, args, hostVeth));
   const masqDone: Promise<{ error?: unknown }> =
     conf.ipMasq || conf.macspoofchk ? settle(createMasq(deps.netfilter, conf, args.containerId, args.ifName).remove()) : Promise.resolve({});
   // The IP is released even when the link could not be removed.

@@ -9,6 +9,7 @@ import {
   iptMasqDelete,
   nftApplyCreating,
   nftDeleteRules,
+  nftFindRules,
   nftMasqBaseLines,
   nftMasqRuleLines,
 } from './masq-rules.js';
@@ -48,11 +49,8 @@ export function createMasq(nf: Netfilter, conf: BridgeConf, containerId: string,
   const chainOf = (): string => (chainName ??= calcIptablesChain(conf.name, containerId));
   const backend = resolveBackend(nf, conf);
 
-  const listOurs = async (family: string, pick: (c: string) => boolean): Promise<NftRule[]> => {
-    if (!nf.hasNft()) return [];
-    const rules = await nf.nftListTable(family, MASQ_TABLE);
-    return (rules ?? []).filter((r) => r.comment !== undefined && pick(r.comment));
-  };
+  const listOurs = async (family: string, pick: (c: string) => boolean): Promise<NftRule[]> =>
+    nf.hasNft() ? nftFindRules(nf, family, MASQ_TABLE, pick) : [];
 
   return {
     async add(targets, spoof) {
@@ -146,5 +144,3 @@ export function createMasq(nf: Netfilter, conf: BridgeConf, containerId: string,
     },
   };
 }
-
-export { MASQ_TABLE };

@@ -1,6 +1,7 @@
 import { parseCniArgs } from '../../lib/cni/cni-args.js';
 import { CniError, ErrorCode } from '../../lib/cni/errors.js';
 import type { Dns, NetConf } from '../../lib/cni/types.js';
+import { ifNameProblem, macProblem } from '../../lib/linux/values.js';
 
 /** The bridge plugin's configuration: upstream's keys, validated, with defaults filled in. */
 export interface BridgeConf {
@@ -37,7 +38,6 @@ export interface BridgeConf {
 export const DEFAULT_BRIDGE = 'cni0';
 /** Keys CNI_ARGS may carry for this plugin (IP is host-local's). */
 const CNI_ARGS_KEYS = ['MAC', 'IP'];
-const MAC_RE = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
 
 function invalid(key: string, why: string): never {
   throw new CniError(ErrorCode.InvalidNetworkConfig, `invalid "${key}": ${why}`, key);
@@ -59,17 +59,12 @@ function int(conf: NetConf, key: string, min: number, max: number, allowZero = t
   return v;
 }
 
-/** Interface names as the kernel takes them (also what CNI_IFNAME must look like). */
-export function validLinkName(name: string): boolean {
-  return name.length > 0 && name.length <= 15 && name !== '.' && name !== '..' && !/[/:\s"\\]/.test(name);
-}
 
 function parseMac(key: string, v: unknown): string | undefined {
   if (v === undefined || v === null || v === '') return undefined;
-  if (typeof v !== 'string' || !MAC_RE.test(v)) invalid(key, `not a MAC address: ${JSON.stringify(v)}`);
-  const first = parseInt(v.slice(0, 2), 16);
-  if (first & 1) invalid(key, `${v} is a multicast address`);
-  return v.toLowerCase();
+  const why = macProblem(v);
+  if (why) invalid(key, `${JSON.stringify(v)} is ${why}`);
+  return (v as string).toLowerCase();
 }
 
 /** upstream's collectVlanTrunk: entries of {minID,maxID} ranges and/or {id}, each in 1..4094. */
@@ -113,7 +108,8 @@ function dnsSet(d: unknown): Dns | undefined {
 export function loadBridgeConf(conf: NetConf, cniArgs: string): BridgeConf {
   const bridge = conf.bridge ?? DEFAULT_BRIDGE;
   if (typeof bridge !== 'string' || bridge === '') invalid('bridge', 'must be a non-empty string');
-  if (!validLinkName(bridge)) invalid('bridge', `"${bridge}" is not a valid interface name (at most 15 characters, no '/', ':' or spaces)`);
+  const why = ifNameProblem(bridge);
+  if (why) invalid('bridge', `${JSON.stringify(bridge)} is not a valid interface name: ${why}`);
 
   const backend = conf.ipMasqBackend;
   if (backend !== undefined && backend !== null && backend !== 'iptables' && backend !== 'nftables') {
@@ -162,15 +158,15 @@ export function loadBridgeConf(conf: NetConf, cniArgs: string): BridgeConf {
   if (out.ipamType && out.disableContainerInterface) {
     invalid('disableContainerInterface', 'cannot use IPAM when the container interface is disabled');
   }
-  if (out.vlan !== 0 && `${bridge}.${out.vlan}`.length > 15 && out.isGateway) {
-    invalid('vlan', `gateway interface name "${bridge}.${out.vlan}" would be longer than 15 characters`);
+  if (out.vlan !== 0 && ifNameProblem(`${bridge}.${out.vlan}`) && out.isGateway) {
+    invalid('vlan', `gateway interface name "${bridge}.${out.vlan}" would be longer than 15 characters (bytes)`);
   }
 
   // MAC: CNI_ARGS < args.cni.mac < runtimeConfig.mac (upstream order).
   const env = parseCniArgs(cniArgs, CNI_ARGS_KEYS);
   const fromEnv = env.get('MAC');
   if (fromEnv !== undefined && fromEnv !== '') {
-    if (!MAC_RE.test(fromEnv) || parseInt(fromEnv.slice(0, 2), 16) & 1) {
+    if (macProblem(fromEnv)) {
       throw new CniError(ErrorCode.InvalidEnvironmentVariables, `invalid CNI_ARGS MAC "${fromEnv}": not a unicast MAC address`, 'CNI_ARGS');
     }
     out.mac = fromEnv.toLowerCase();

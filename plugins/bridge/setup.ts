@@ -1,14 +1,13 @@
 import { CniError, ErrorCode } from '../../lib/cni/errors.js';
 import type { IpConfig, Result, Route } from '../../lib/cni/types.js';
-import type { NetnsSysctl } from '../../lib/linux/ip.js';
-import type { IpFamily } from '../../lib/linux/netfilter.js';
-import { calcGatewayIp, canonicalIp, cidrsOverlap, familyOf, parseCidr } from './addr.js';
+import { type Family as IpFamily, cidrContains, cidrParts, cidrsOverlap, formatIp, gatewayOf, parseCidr, parseIp } from '../../lib/addr/addr.js';
+import type { BridgeChange, IpChange, LinkAddr, NetnsSysctl } from '../../lib/linux/ip.js';
 import type { BridgeConf } from './netconf.js';
 
 /**
  * The kernel work of ADD as data: pure functions from the config and the IPAM result to the
- * lines of `ip -batch` runs (node side, pod side) and `bridge -batch` (VLANs). bridge.ts runs
- * them; unit tests read them.
+ * typed operations of `ip -batch` runs (node side, pod side) and `bridge -batch` (VLANs).
+ * bridge.ts runs them; unit tests read them (rendered by lib/linux/ip.ts).
  */
 
 /** The container interface is result.interfaces[2]: [bridge, host veth, container]. */
@@ -32,8 +31,22 @@ export function calcGateways(ipam: Result, conf: BridgeConf): { ips: IpConfig[];
   const gateways: Gateways = { 4: [], 6: [] };
   const defaultDone: Record<IpFamily, boolean> = { 4: false, 6: false };
   for (const ipc of ipam.ips ?? []) {
-    const p = parseCidr(ipc.address);
-    const gateway = ipc.gateway ?? (conf.isGateway ? calcGatewayIp(ipc.address) : undefined);
+    const c = parseCidr(ipc.address);
+    const p = cidrParts(ipc.address);
+    if (!c || !p) throw new CniError(ErrorCode.DecodingFailure, `failed to decode IPAM result: "${ipc.address}" is not an address/prefix`);
+    if (ipc.gateway !== undefined) {
+      const gw = parseIp(ipc.gateway);
+      // A gateway outside the pod's subnet would put a foreign subnet on the bridge (isGateway)
+      // and is unreachable from the pod: refused, as a config that cannot work.
+      if (!gw || !cidrContains(c, gw)) {
+        throw new CniError(
+          ErrorCode.InvalidNetworkConfig,
+          `invalid IPAM result: gateway ${ipc.gateway} is outside the subnet ${p.subnet} of ${ipc.address}`,
+          'ipam',
+        );
+      }
+    }
+    const gateway = ipc.gateway ?? (conf.isGateway ? formatIp(gatewayOf(c)) : undefined);
     const out: IpConfig = gateway
       ? { address: ipc.address, gateway, interface: CONTAINER_IFACE_INDEX }
       : { address: ipc.address, interface: CONTAINER_IFACE_INDEX };
@@ -54,13 +67,9 @@ export function calcGateways(ipam: Result, conf: BridgeConf): { ips: IpConfig[];
 }
 
 function sameCidr(a: string, b: string): boolean {
-  try {
-    const pa = parseCidr(a);
-    const pb = parseCidr(b);
-    return pa.subnet === pb.subnet;
-  } catch {
-    return a === b;
-  }
+  const pa = cidrParts(a);
+  const pb = cidrParts(b);
+  return pa !== undefined && pb !== undefined ? pa.subnet === pb.subnet : a === b;
 }
 
 export interface NodePlan {
@@ -74,41 +83,40 @@ export interface NodePlan {
   containerMac: string | undefined;
 }
 
-/** One `ip -batch` in the node namespace: bridge (if missing), veth with its peer in the pod, port setup. */
-export function calcNodeLines(p: NodePlan): { lines: string[]; bridgeLine: number; vethLine: number } {
-  const { conf } = p;
-  const lines: string[] = [];
-  const mtu = conf.mtu ? ` mtu ${conf.mtu}` : '';
-  let bridgeLine = 0;
-  if (p.createBridge) {
-    const vf = conf.vlan !== 0 || conf.vlanTrunk.length > 0 ? ' vlan_filtering 1' : '';
-    lines.push(`link add name ${conf.bridge} address ${p.bridgeMac}${mtu} type bridge${vf}`);
-    bridgeLine = lines.length;
-  }
-  const mac = p.containerMac ? ` address ${p.containerMac}` : '';
-  lines.push(`link add name ${p.hostVeth}${mtu} type veth peer name ${p.ifName}${mtu}${mac} netns ${p.netns}`);
-  const vethLine = lines.length;
-  lines.push(`link set dev ${p.hostVeth} master ${conf.bridge}`);
-  const port: string[] = [];
-  if (conf.hairpinMode) port.push('hairpin on');
-  if (conf.portIsolation) port.push('isolated on');
-  if (port.length) lines.push(`link set dev ${p.hostVeth} type bridge_slave ${port.join(' ')}`);
-  lines.push(`link set dev ${p.hostVeth} up`);
-  lines.push(`link set dev ${conf.bridge} up${conf.promiscMode ? ' promisc on' : ''}`);
-  lines.push(`addr show dev ${conf.bridge}`, `addr show dev ${p.hostVeth}`);
-  return { lines, bridgeLine, vethLine };
+/** The node batch: bridge (if missing), veth with its peer in the pod, port setup, bridge up. */
+export interface NodeOps {
+  bridge: IpChange | undefined;
+  veth: IpChange;
+  master: IpChange;
+  port: IpChange | undefined;
+  hostUp: IpChange;
+  bridgeUp: IpChange;
 }
 
-/** `bridge -batch` lines for a port's VLANs (upstream setupVeth's VLAN part). */
-export function calcVlanLines(conf: BridgeConf, port: string, defaultPvid: number, vlan = conf.vlan, trunk = conf.vlanTrunk): string[] {
-  const lines: string[] = [];
+export function calcNodeOps(p: NodePlan): NodeOps {
+  const { conf } = p;
+  const mtu = conf.mtu || undefined;
+  const vlanFiltering = conf.vlan !== 0 || conf.vlanTrunk.length > 0;
+  return {
+    bridge: p.createBridge ? { kind: 'link-add-bridge', name: conf.bridge, mac: p.bridgeMac, mtu, vlanFiltering } : undefined,
+    veth: { kind: 'link-add-veth', name: p.hostVeth, mtu, peer: { name: p.ifName, mtu, mac: p.containerMac, netns: p.netns } },
+    master: { kind: 'link-master', dev: p.hostVeth, master: conf.bridge },
+    port: conf.hairpinMode || conf.portIsolation ? { kind: 'link-port', dev: p.hostVeth, hairpin: conf.hairpinMode, isolated: conf.portIsolation } : undefined,
+    hostUp: { kind: 'link-up', dev: p.hostVeth },
+    bridgeUp: { kind: 'link-up', dev: conf.bridge, promisc: conf.promiscMode },
+  };
+}
+
+/** `bridge -batch` operations for a port's VLANs (upstream setupVeth's VLAN part). */
+export function calcVlanOps(conf: BridgeConf, port: string, defaultPvid: number, vlan = conf.vlan, trunk = conf.vlanTrunk): BridgeChange[] {
+  const ops: BridgeChange[] = [];
   if ((vlan !== 0 || trunk.length > 0) && !conf.preserveDefaultVlan && defaultPvid > 0) {
-    lines.push(`vlan del dev ${port} vid ${defaultPvid}`);
+    ops.push({ kind: 'vlan', verb: 'del', dev: port, vid: defaultPvid });
   }
-  if (vlan !== 0) lines.push(`vlan add dev ${port} vid ${vlan} pvid untagged master`);
-  for (const v of trunk) lines.push(`vlan add dev ${port} vid ${v} master`);
-  if (vlan === 0 && trunk.length > 0) lines.push(`vlan add dev ${port} vid 1 pvid untagged master`);
-  return lines;
+  if (vlan !== 0) ops.push({ kind: 'vlan', verb: 'add', dev: port, vid: vlan, pvidUntagged: true, master: true });
+  for (const v of trunk) ops.push({ kind: 'vlan', verb: 'add', dev: port, vid: v, master: true });
+  if (vlan === 0 && trunk.length > 0) ops.push({ kind: 'vlan', verb: 'add', dev: port, vid: 1, pvidUntagged: true, master: true });
+  return ops;
 }
 
 /** Sysctls written inside the pod before its batch (upstream: arp_notify, DAD, IPv6 enablement). */
@@ -120,7 +128,7 @@ export function calcPodSysctls(conf: BridgeConf, ifName: string, ips: readonly I
     s.push({ key: `net/ipv6/conf/${ifName}/accept_dad`, value: '0' });
   }
   s.push({ key: `net/ipv4/conf/${ifName}/arp_notify`, value: '1' });
-  if (ips.some((ip) => familyOf(ip.address.split('/')[0] as string) === 6)) {
+  if (ips.some((ip) => parseCidr(ip.address)?.addr.family === 6)) {
     s.push(
       { key: 'net/ipv6/conf/lo/disable_ipv6', value: '0', required: true },
       { key: `net/ipv6/conf/${ifName}/disable_ipv6`, value: '0', required: true },
@@ -131,75 +139,53 @@ export function calcPodSysctls(conf: BridgeConf, ifName: string, ips: readonly I
 }
 
 /** Addresses on the pod interface (upstream ipam.ConfigureIface, first half). */
-export function calcPodAddrLines(ifName: string, ips: readonly IpConfig[]): string[] {
-  return ips.map((ip) => (familyOf(ip.address) === 4 ? `addr add ${ip.address} brd + dev ${ifName}` : `addr add ${ip.address} dev ${ifName}`));
+export function calcPodAddrOps(ifName: string, ips: readonly IpConfig[]): IpChange[] {
+  return ips.map((ip) => ({ kind: 'addr-add', dev: ifName, cidr: ip.address, broadcast: true }));
 }
 
 /** Routes in the pod: a route without gw goes via the first gateway of its family, if any. */
-export function calcPodRouteLines(ifName: string, ips: readonly IpConfig[], routes: readonly Route[]): string[] {
+export function calcPodRouteOps(ifName: string, ips: readonly IpConfig[], routes: readonly Route[]): IpChange[] {
   const gw: Partial<Record<IpFamily, string>> = {};
   for (const ip of ips) {
-    const fam = familyOf(ip.address.split('/')[0] as string);
-    if (ip.gateway && !gw[fam]) gw[fam] = ip.gateway;
+    const fam = parseCidr(ip.address)?.addr.family;
+    if (fam && ip.gateway && !gw[fam]) gw[fam] = ip.gateway;
   }
   return routes.map((r) => {
-    const fam = familyOf(r.dst.split('/')[0] as string);
-    const via = r.gw ?? gw[fam];
-    let line = `route add ${r.dst}${via ? ` via ${via}` : ''} dev ${ifName}`;
-    if (r.priority !== undefined) line += ` metric ${r.priority}`;
-    if (r.table !== undefined) line += ` table ${r.table}`;
-    if (r.scope !== undefined) line += ` scope ${r.scope}`;
-    if (r.mtu !== undefined) line += ` mtu ${r.mtu}`;
-    if (r.advmss !== undefined) line += ` advmss ${r.advmss}`;
-    return line;
+    const fam = parseCidr(r.dst)?.addr.family;
+    const via = r.gw ?? (fam ? gw[fam] : undefined);
+    return { kind: 'route', verb: 'add', dst: r.dst, via, dev: ifName, metric: r.priority, table: r.table, scope: r.scope, mtu: r.mtu, advmss: r.advmss };
   });
 }
 
-export interface LinkAddr {
-  family: IpFamily;
-  /** address/prefix */
-  cidr: string;
-  scope: string;
-}
-
-/** Addresses of an `ip -j addr show` entry. */
-export function linkAddrs(entry: Record<string, unknown> | undefined): LinkAddr[] {
-  const list = (entry?.addr_info as Record<string, unknown>[] | undefined) ?? [];
-  return list
-    .filter((a) => a.family === 'inet' || a.family === 'inet6')
-    .map((a) => ({
-      family: a.family === 'inet' ? 4 : 6,
-      cidr: `${canonicalIp(String(a.local))}/${String(a.prefixlen)}`,
-      scope: String(a.scope ?? ''),
-    }));
-}
-
 /**
- * upstream ensureAddr, as batch lines: nothing when the gateway is already there; an IPv4
+ * upstream ensureAddr, as operations: nothing when the gateway is already there; an IPv4
  * address that differs (or an overlapping IPv6 one) is an error unless forceAddress, which
  * removes it first.
  */
-export function calcGatewayLines(device: string, current: readonly LinkAddr[], gateways: Gateways, forceAddress: boolean): string[] {
-  const lines: string[] = [];
+export function calcGatewayOps(device: string, current: readonly Pick<LinkAddr, 'family' | 'cidr' | 'scope'>[], gateways: Gateways, forceAddress: boolean): IpChange[] {
+  const ops: IpChange[] = [];
   for (const fam of [4, 6] as const) {
     for (const gw of gateways[fam]) {
-      const want = `${canonicalIp(gw.split('/')[0] as string)}/${gw.split('/')[1]}`;
-      if (current.some((a) => a.cidr === want)) continue;
+      const want = parseCidr(gw);
+      if (!want) continue;
+      const wantText = `${formatIp(want.addr)}/${want.prefix}`;
+      if (current.some((a) => a.cidr === wantText)) continue;
       for (const a of current) {
         if (a.family !== fam || a.scope === 'link') continue;
-        if (fam === 4 || cidrsOverlap(a.cidr, want)) {
+        const have = parseCidr(a.cidr);
+        if (fam === 4 || (have && cidrsOverlap(have, want))) {
           if (!forceAddress) {
             throw new CniError(
               ErrorCode.InvalidNetworkConfig,
-              `failed to set bridge addr: "${device}" already has an IP address different from ${want} (${a.cidr}); set forceAddress to replace it`,
+              `failed to set bridge addr: "${device}" already has an IP address different from ${wantText} (${a.cidr}); set forceAddress to replace it`,
               'forceAddress',
             );
           }
-          lines.push(`addr del ${a.cidr} dev ${device}`);
+          ops.push({ kind: 'addr-del', dev: device, cidr: a.cidr });
         }
       }
-      lines.push(fam === 4 ? `addr add ${want} brd + dev ${device}` : `addr add ${want} dev ${device}`);
+      ops.push({ kind: 'addr-add', dev: device, cidr: wantText, broadcast: true });
     }
   }
-  return lines;
+  return ops;
 }

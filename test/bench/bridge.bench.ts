@@ -1,7 +1,9 @@
-// Bridge plugin: the reference (/usr/lib/cni/bridge + host-local) and podnet (dist/bin
-// podnet-bridge + podnet-host-local) side by side, same config (isGateway, ipMasq, cniVersion
-// 1.0.0), inside a node network namespace, a fresh pod namespace per ADD. Prints p50/p95 of ADD
-// and DEL, the ratios, and the wall time of 40 parallel ADDs (and DELs). Measures, never asserts.
+// Bridge plugin: the upstream reference (bridge + host-local of the release scripts/peers.sh
+// builds, the yardstick), Debian 12's (/usr/lib/cni, 1.1.1: what a Debian node runs) and podnet
+// (dist/bin podnet-bridge + podnet-host-local) side by side, same config (isGateway, ipMasq,
+// cniVersion 1.0.0, the highest Debian's speak), inside a node network namespace, a fresh pod
+// namespace per ADD. Prints p50/p95 of ADD and DEL, the ratios to the upstream reference, and
+// the wall time of 40 parallel ADDs (and DELs). Measures, never asserts.
 //
 // The outer process makes the node namespace and re-runs this script inside it (`ip netns exec`,
 // which also remounts /sys as a runtime's node has it), so plugin spawns are timed without any
@@ -9,11 +11,13 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
+import { DIST_BIN, debianCniBin } from '../helpers/env.js';
+import { UPSTREAM_CNI_VERSION, upstreamCniBin } from '../helpers/peers.js';
 
-const ROOT = resolve(process.cwd());
-const DIST = join(ROOT, 'dist', 'bin', 'podnet');
-const REF = '/usr/lib/cni';
+const DIST = join(DIST_BIN, 'podnet');
+const REF_LABEL = `ref ${UPSTREAM_CNI_VERSION}`;
+const DEBIAN_LABEL = 'Debian 1.1.1';
 const ITER = Number(process.env.PBR_BENCH_ITER ?? 30);
 const PAR = 40;
 
@@ -63,10 +67,15 @@ interface Impl {
 }
 
 async function inner(): Promise<void> {
+  // Both references are found (or the bench fails naming the command) before anything is made.
+  const [upstream, debian] = [upstreamCniBin(), debianCniBin()];
   const work = mkdtempSync(join(tmpdir(), 'pbr-bench-'));
   const bin = join(work, 'bin');
+  const debBin = join(work, 'bin-debian'); // bridge execs its IPAM by name from CNI_PATH
   mkdirSync(bin);
-  for (const n of ['bridge', 'host-local']) symlinkSync(join(REF, n), join(bin, n));
+  mkdirSync(debBin);
+  for (const n of ['bridge', 'host-local']) symlinkSync(join(upstream, n), join(bin, n));
+  for (const n of ['bridge', 'host-local']) symlinkSync(join(debian, n), join(debBin, n));
   for (const n of ['podnet-bridge', 'podnet-host-local']) symlinkSync(DIST, join(bin, n));
   const conf = (type: string, ipam: string, br: string, net: string, subnet: string) => ({
     cniVersion: '1.0.0',
@@ -79,7 +88,13 @@ async function inner(): Promise<void> {
   });
   const baseEnv = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', CNI_PATH: bin, CNI_IFNAME: 'eth0' };
   const impls: Impl[] = [
-    { label: 'reference', file: join(bin, 'bridge'), conf: conf('bridge', 'host-local', 'pbrbref', 'pbrbref', '10.201.0.0/16'), env: baseEnv },
+    { label: REF_LABEL, file: join(bin, 'bridge'), conf: conf('bridge', 'host-local', 'pbrbref', 'pbrbref', '10.201.0.0/16'), env: baseEnv },
+    {
+      label: DEBIAN_LABEL,
+      file: join(debBin, 'bridge'),
+      conf: conf('bridge', 'host-local', 'pbrbdeb', 'pbrbdeb', '10.205.0.0/16'),
+      env: { ...baseEnv, CNI_PATH: debBin },
+    },
     { label: 'podnet', file: join(bin, 'podnet-bridge'), conf: conf('podnet-bridge', 'podnet-host-local', 'pbrbpod', 'pbrbpod', '10.202.0.0/16'), env: baseEnv },
     {
       label: 'podnet + ref IPAM',
@@ -118,9 +133,10 @@ async function inner(): Promise<void> {
 
   try {
     // Process start alone (VERSION), for scale.
-    const start: Record<string, number[]> = { reference: [], podnet: [] };
+    const starters = [[REF_LABEL, join(bin, 'bridge')], [DEBIAN_LABEL, join(debBin, 'bridge')], ['podnet', join(bin, 'podnet-bridge')]] as const;
+    const start: Record<string, number[]> = Object.fromEntries(starters.map(([l]) => [l, []]));
     for (let i = 0; i < 15; i++) {
-      for (const [label, file] of [['reference', join(bin, 'bridge')], ['podnet', join(bin, 'podnet-bridge')]] as const) {
+      for (const [label, file] of starters) {
         const t0 = process.hrtime.bigint();
         spawnSync(file, [], { env: { CNI_COMMAND: 'VERSION' } });
         start[label]?.push(Number(process.hrtime.bigint() - t0) / 1e6);
@@ -147,20 +163,20 @@ async function inner(): Promise<void> {
 
     const row = (label: string, xs: number[] | undefined, ref: number[] | undefined) => {
       const p50 = q(xs ?? [], 50);
-      const ratio = ref && label !== 'reference' ? `  ${(p50 / q(ref, 50)).toFixed(2)}× ref` : '';
+      const ratio = ref && label !== REF_LABEL ? `  ${(p50 / q(ref, 50)).toFixed(2)}× ${REF_LABEL}` : '';
       return `  ${label.padEnd(20)} p50 ${p50.toFixed(1).padStart(6)} ms   p95 ${q(xs ?? [], 95).toFixed(1).padStart(6)} ms${ratio}`;
     };
-    console.log(`process start (VERSION), ${start.reference?.length} runs:`);
-    for (const l of ['reference', 'podnet']) console.log(row(l, start[l], start.reference));
+    console.log(`process start (VERSION), ${start[REF_LABEL]?.length} runs:`);
+    for (const [l] of starters) console.log(row(l, start[l], start[REF_LABEL]));
     console.log(`ADD, ${ITER} runs each (fresh pod netns, ipMasq, isGateway, cniVersion 1.0.0):`);
-    for (const impl of impls) console.log(row(impl.label, add[impl.label], add.reference));
+    for (const impl of impls) console.log(row(impl.label, add[impl.label], add[REF_LABEL]));
     console.log(`DEL, ${ITER} runs each:`);
-    for (const impl of impls) console.log(row(impl.label, del[impl.label], del.reference));
+    for (const impl of impls) console.log(row(impl.label, del[impl.label], del[REF_LABEL]));
 
     // 40 parallel ADDs, then 40 parallel DELs, each implementation on its own (fresh) bridge.
     console.log(`${PAR} parallel ADDs / DELs (wall time):`);
     const wall: Record<string, [number, number]> = {};
-    for (const impl of impls.slice(0, 3)) {
+    for (const impl of impls.filter((i) => i.label !== 'podnet, IPAM exec')) {
       const par: Impl = { ...impl, conf: { ...impl.conf, bridge: `${String(impl.conf.bridge)}p`, name: `${String(impl.conf.name)}p` } };
       const jobs = Array.from({ length: PAR }, (_, i) => ({ id: `pbrbpar${i}`, netns: newPod() }));
       const runAll = (cmd: string) => {
@@ -184,18 +200,18 @@ async function inner(): Promise<void> {
       const delMs = await runAll('DEL');
       wall[impl.label] = [addMs, delMs];
     }
-    const [ra, rd] = wall.reference ?? [NaN, NaN];
+    const [ra, rd] = wall[REF_LABEL] ?? [NaN, NaN];
     const [pa] = wall.podnet ?? [NaN, NaN];
-    console.log(`  ${'reference'.padEnd(20)} ADD ${ra.toFixed(0).padStart(5)} ms   DEL ${rd.toFixed(0).padStart(5)} ms`);
-    console.log(`  (load average at the end: ${loadavg().map((x) => x.toFixed(1)).join(' ')} on ${cpus().length} CPUs)`);
-    for (const l of ['podnet', 'podnet + ref IPAM']) {
+    console.log(`  ${REF_LABEL.padEnd(20)} ADD ${ra.toFixed(0).padStart(5)} ms   DEL ${rd.toFixed(0).padStart(5)} ms`);
+    for (const l of [DEBIAN_LABEL, 'podnet', 'podnet + ref IPAM']) {
       const [a, d] = wall[l] ?? [NaN, NaN];
-      console.log(`  ${l.padEnd(20)} ADD ${a.toFixed(0).padStart(5)} ms   DEL ${d.toFixed(0).padStart(5)} ms   ${(a / ra).toFixed(2)}× / ${(d / rd).toFixed(2)}× ref`);
+      console.log(`  ${l.padEnd(20)} ADD ${a.toFixed(0).padStart(5)} ms   DEL ${d.toFixed(0).padStart(5)} ms   ${(a / ra).toFixed(2)}× / ${(d / rd).toFixed(2)}× ${REF_LABEL}`);
     }
+    console.log(`  (load average at the end: ${loadavg().map((x) => x.toFixed(1)).join(' ')} on ${cpus().length} CPUs)`);
     const p50 = (m: Record<string, number[]>, l: string) => q(m[l] ?? [], 50);
-    console.log('targets (printed, not asserted):');
-    console.log(`  ADD p50 ≤ 1.3× ref: ${(p50(add, 'podnet') / p50(add, 'reference')).toFixed(2)}×`);
-    console.log(`  DEL p50 ≤ 1.0× ref: ${(p50(del, 'podnet') / p50(del, 'reference')).toFixed(2)}×`);
+    console.log(`targets against ${REF_LABEL} (printed, not asserted):`);
+    console.log(`  ADD p50 ≤ 1.3× ref: ${(p50(add, 'podnet') / p50(add, REF_LABEL)).toFixed(2)}×   (Debian 1.1.1: ${(p50(add, DEBIAN_LABEL) / p50(add, REF_LABEL)).toFixed(2)}×)`);
+    console.log(`  DEL p50 ≤ 1.0× ref: ${(p50(del, 'podnet') / p50(del, REF_LABEL)).toFixed(2)}×   (Debian 1.1.1: ${(p50(del, DEBIAN_LABEL) / p50(del, REF_LABEL)).toFixed(2)}×)`);
     console.log(`  ${PAR} parallel ADDs ≤ 1.0× ref: ${(pa / ra).toFixed(2)}×`);
   } finally {
     for (const p of pods) spawnSync('ip', ['netns', 'del', p]);

@@ -1,6 +1,7 @@
 /**
  * host-local section of `npm run bench`: podnet-host-local (the built executable) against the
- * reference /usr/lib/cni/host-local, runs interleaved so both see the same machine load.
+ * upstream reference host-local (the release scripts/peers.sh builds) and Debian 12's
+ * /usr/lib/cni/host-local (1.1.1), runs interleaved so all see the same machine load.
  *   1. bare start-up: VERSION p50/p95
  *   2. ADD and DEL p50/p95 on an empty store (each ADD is followed by its DEL)
  *   3. ADD and DEL p50/p95 with 10,000 reservations already on disk, written directly in the
@@ -12,7 +13,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DIST_BIN, REFERENCE_BIN } from '../helpers/env.js';
+import { DIST_BIN, debianCniBin } from '../helpers/env.js';
+import { UPSTREAM_CNI_VERSION, upstreamCniBin } from '../helpers/peers.js';
 
 const RUNS = Number(process.env.HL_BENCH_RUNS) || 60;
 const PRESET = 10_000;
@@ -23,10 +25,14 @@ interface Plugin {
   file: string;
 }
 
+const REF_LABEL = `ref ${UPSTREAM_CNI_VERSION}`;
+// Either reference missing fails the section, naming the command that provides it.
 const plugins: Plugin[] = [
   { label: 'podnet', file: join(DIST_BIN, 'podnet-host-local') },
-  { label: 'reference', file: join(REFERENCE_BIN, 'host-local') },
-].filter((p) => existsSync(p.file));
+  { label: REF_LABEL, file: join(upstreamCniBin(), 'host-local') },
+  { label: 'Debian 1.1.1', file: join(debianCniBin(), 'host-local') },
+];
+const W = 13;
 
 const pct = (values: number[], p: number): number => {
   const s = [...values].sort((a, b) => a - b);
@@ -35,7 +41,7 @@ const pct = (values: number[], p: number): number => {
 const f = (v: number) => `${v.toFixed(1)} ms`;
 const stat = (v: number[]) => `p50 ${f(pct(v, 50)).padStart(8)}  p95 ${f(pct(v, 95)).padStart(8)}`;
 
-// The reference speaks up to 1.0.0.
+// Debian's reference speaks up to 1.0.0.
 const config = (dataDir: string) => JSON.stringify({ cniVersion: '1.0.0', name: NET, type: 'bridge', ipam: { type: 'host-local', dataDir, subnet: '10.70.0.0/16' } });
 
 const env = (command: string, containerId: string) => ({
@@ -43,7 +49,7 @@ const env = (command: string, containerId: string) => ({
   CNI_CONTAINERID: containerId,
   CNI_NETNS: '/var/run/netns/phl-bench',
   CNI_IFNAME: 'eth0',
-  CNI_PATH: REFERENCE_BIN,
+  CNI_PATH: upstreamCniBin(), // skel requires one; host-local execs nothing
 });
 
 /** Run once, return milliseconds from spawn to exit; throw on failure. */
@@ -89,7 +95,7 @@ function parallel(p: Plugin, input: string, command: string, n: number): Promise
 }
 
 async function main(): Promise<void> {
-  if (!plugins.some((p) => p.label === 'podnet')) {
+  if (!existsSync(plugins[0]!.file)) {
     console.log(`podnet-host-local not built (${join(DIST_BIN, 'podnet-host-local')}): run npm run build`);
     process.exitCode = 1;
     return;
@@ -105,9 +111,8 @@ async function main(): Promise<void> {
     const migrateInput = config(dirs.get('podnet')?.full ?? '');
     const migration = timed(pod.file, 'ADD', 'migrate', migrateInput);
     timed(pod.file, 'DEL', 'migrate', migrateInput);
-    const ref = plugins.find((p) => p.label === 'reference');
-    if (ref) {
-      const i = config(dirs.get('reference')?.full ?? '');
+    for (const ref of plugins.slice(1)) {
+      const i = config(dirs.get(ref.label)?.full ?? '');
       timed(ref.file, 'ADD', 'warm', i);
       timed(ref.file, 'DEL', 'warm', i);
     }
@@ -127,11 +132,11 @@ async function main(): Promise<void> {
     for (const p of plugins) {
       const r = res.get(p.label);
       if (!r) continue;
-      console.log(`${p.label.padEnd(10)} VERSION (bare start-up)  ${stat(r.version)}`);
-      console.log(`${p.label.padEnd(10)} ADD, empty store         ${stat(r.add)}`);
-      console.log(`${p.label.padEnd(10)} DEL, empty store         ${stat(r.del)}`);
-      console.log(`${p.label.padEnd(10)} ADD, 10k reservations    ${stat(r.add10k)}`);
-      console.log(`${p.label.padEnd(10)} DEL, 10k reservations    ${stat(r.del10k)}`);
+      console.log(`${p.label.padEnd(W)} VERSION (bare start-up)  ${stat(r.version)}`);
+      console.log(`${p.label.padEnd(W)} ADD, empty store         ${stat(r.add)}`);
+      console.log(`${p.label.padEnd(W)} DEL, empty store         ${stat(r.del)}`);
+      console.log(`${p.label.padEnd(W)} ADD, 10k reservations    ${stat(r.add10k)}`);
+      console.log(`${p.label.padEnd(W)} DEL, 10k reservations    ${stat(r.del10k)}`);
     }
     console.log(`\npodnet index migration of ${PRESET} reference reservations (first ADD): ${f(migration)}`);
     const ratio = (a: number[], b: number[]) => (pct(a, 50) / pct(b, 50)).toFixed(2);
@@ -139,14 +144,15 @@ async function main(): Promise<void> {
       const r = res.get(p.label);
       if (!r) continue;
       console.log(
-        `${p.label.padEnd(10)} ADD p50 10k/empty ${ratio(r.add10k, r.add)}x   DEL p50 10k/empty ${ratio(r.del10k, r.del)}x   ADD p50 - VERSION p50 ${f(pct(r.add, 50) - pct(r.version, 50))}`,
+        `${p.label.padEnd(W)} ADD p50 10k/empty ${ratio(r.add10k, r.add)}x   DEL p50 10k/empty ${ratio(r.del10k, r.del)}x   ADD p50 - VERSION p50 ${f(pct(r.add, 50) - pct(r.version, 50))}`,
       );
     }
-    const a = res.get('podnet');
-    const b = res.get('reference');
-    if (a && b) {
+    const b = res.get(REF_LABEL);
+    for (const label of ['podnet', 'Debian 1.1.1']) {
+      const a = res.get(label);
+      if (!a || !b) continue;
       console.log(
-        `podnet/reference p50: VERSION ${ratio(a.version, b.version)}x  ADD ${ratio(a.add, b.add)}x  ADD 10k ${ratio(a.add10k, b.add10k)}x  DEL 10k ${ratio(a.del10k, b.del10k)}x`,
+        `${label}/${REF_LABEL} p50: VERSION ${ratio(a.version, b.version)}x  ADD ${ratio(a.add, b.add)}x  ADD 10k ${ratio(a.add10k, b.add10k)}x  DEL 10k ${ratio(a.del10k, b.del10k)}x`,
       );
     }
 
@@ -156,7 +162,7 @@ async function main(): Promise<void> {
       const input = config(dir);
       const addMs = await parallel(p, input, 'ADD', 100);
       const delMs = await parallel(p, input, 'DEL', 100);
-      console.log(`${p.label.padEnd(10)} 100 ADDs at once: wall ${f(addMs)}   100 DELs at once: wall ${f(delMs)}`);
+      console.log(`${p.label.padEnd(W)} 100 ADDs at once: wall ${f(addMs)}   100 DELs at once: wall ${f(delMs)}`);
     }
   } finally {
     rmSync(root, { recursive: true, force: true });

@@ -138,7 +138,7 @@ export class Cluster {
       state.bins = bins;
 
       this.say('images (pause, agnhost, podnet; cached by content)');
-      const k8sSrc = await kubernetesModuleDir(await peerVersion('KUBERNETES_VERSION'));
+      const k8sSrc = await kubernetesModuleDir(peerVersion('KUBERNETES_VERSION'));
       const k8sBin = bins.kubernetes as string;
       state.images.push(await pauseImage(k8sSrc, this.say));
       state.images.push(await podnetImage(this.say));

@@ -1,7 +1,8 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { REPO_ROOT } from '../helpers/env.js';
+import { PEER_VERSIONS } from '../helpers/peers.js';
 
 /**
  * The real components the cluster runs, built from their Go modules by scripts/peers.sh into a
@@ -58,12 +59,9 @@ export function runcPath(containerdBin: string): string {
   throw new Error('failed to find runc: neither scripts/peers.sh containerd nor Debian runc provide it');
 }
 
-/** A version pinned in scripts/peers.versions (KEY=VALUE lines). */
-export async function peerVersion(key: string): Promise<string> {
-  const file = process.env.PODNET_PEERS_VERSIONS ?? join(REPO_ROOT, 'scripts', 'peers.versions');
-  for (const line of readFileSync(file, 'utf8').split('\n')) {
-    const m = /^([A-Z0-9_]+)=(\S+)$/.exec(line.trim());
-    if (m && m[1] === key) return m[2] as string;
-  }
-  throw new Error(`failed to find ${key} in ${file}`);
+/** A version pinned in scripts/peers.versions (read once by test/helpers/peers.ts). */
+export function peerVersion(key: string): string {
+  const v = PEER_VERSIONS[key];
+  if (!v) throw new Error(`failed to find ${key} in scripts/peers.versions`);
+  return v;
 }

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import ipaddr from 'ipaddr.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hasBuild, hasReference, isRoot } from '../helpers/env.js';
+import { hasBuild, isRoot } from '../helpers/env.js';
 import { reservations } from '../helpers/host-local.js';
 import { eventually } from '../helpers/wait.js';
 import { Lab, type LabNode, type Pod, probe, sleep } from './lab/lab.js';
@@ -13,7 +13,7 @@ import type { NetworkList } from '../helpers/cni-runtime.js';
  * namespaces for a fabric, nodes and pods; podnet-routesync on every node from a nodes file;
  * pods wired by podnet's plugins through the CNI contract as a runtime does.
  */
-describe.runIf(isRoot && hasBuild && hasReference)('Kubernetes network model on a 3-node lab', () => {
+describe.runIf(isRoot && hasBuild)('Kubernetes network model on a 3-node lab', () => {
   let lab: Lab;
   const lists = new Map<string, NetworkList>();
 

@@ -20,28 +20,30 @@ export class BridgeLab {
   private constructor(
     readonly node: Netns,
     private readonly dir: string,
+    private readonly prefix: string,
   ) {
     this.cniPath = join(dir, 'bin');
     this.dataDir = join(dir, 'ipam');
   }
 
-  static async create(): Promise<BridgeLab> {
-    const node = await Netns.create('pbrn');
-    const dir = mkdtempSync(join(tmpdir(), 'pbr-lab-'));
-    const lab = new BridgeLab(node, dir);
+  /** `prefix` names the namespaces (`<prefix>n…`, `<prefix>p…`) and the temp dir: one per test file. */
+  static async create(prefix = 'pbr'): Promise<BridgeLab> {
+    const node = await Netns.create(`${prefix}n`);
+    const dir = mkdtempSync(join(tmpdir(), `${prefix}-lab-`));
+    const lab = new BridgeLab(node, dir, prefix);
     makeCniBinDir(lab.cniPath);
     return lab;
   }
 
   async pod(): Promise<Netns> {
-    const ns = await Netns.create('pbrp');
+    const ns = await Netns.create(`${this.prefix}p`);
     this.pods.push(ns);
     return ns;
   }
 
   nextId(): string {
     this.counter += 1;
-    return `pbrc${process.pid.toString(36)}x${this.counter}`;
+    return `${this.prefix}c${process.pid.toString(36)}x${this.counter}`;
   }
 
   /** Run a plugin of the lab's CNI_PATH inside the node namespace. */

@@ -1,16 +1,26 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, realpathSync } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { runPlugin } from './cni.js';
 
 /**
  * A small container runtime's CNI half, as libcni does it (the library containerd and CRI-O
- * use): pick the conflist's version, run each plugin in order with the previous result as
- * prevResult, cache the final result, and on DEL run the plugins in reverse with the cached
- * result. Plugins run inside the node's network namespace (`ip netns exec <node>`). Used by the
- * e2e lab and the conf/ example tests.
+ * use): pick the conflist's version the way the chosen libcni line does, run each plugin in
+ * order with the previous result as prevResult, cache the final result, and on DEL run the
+ * plugins in reverse with the cached result. Plugins run inside the node's network namespace
+ * (`ip netns exec <node>`). Used by the e2e lab and the conf/ example tests.
+ *
+ * Two libcni lines behave differently, and real nodes run both (measured through containerd's
+ * CRI in test/e2e/cri.test.ts):
+ * - `1.1` (containerd 1.6 and 1.7): `cniVersion` goes to every plugin as is, `cniVersions` is
+ *   ignored, and a result in a version it does not know (1.1.0) fails the ADD; no GC, no STATUS.
+ * - `>=1.2` (containerd 2, the default here): the highest of `cniVersion` ∪ `cniVersions` it
+ *   knows (≤ 1.1.0), without asking the plugins; STATUS and GC reach the plugins only at 1.1.0.
+ * Neither asks the plugins' VERSION: a chain whose plugin lacks the picked version fails there.
  */
+
+export type LibcniLine = '1.1' | '>=1.2';
 
 export interface PluginConf {
   type: string;
@@ -46,22 +56,24 @@ export class CniPluginError extends Error {
   }
 }
 
-const RUNTIME_VERSIONS = ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'];
+/** The spec versions each libcni line knows (libcni 1.1's version.Current() is 1.0.0). */
+export const LIBCNI_VERSIONS: Readonly<Record<LibcniLine, readonly string[]>> = {
+  '1.1': ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0'],
+  '>=1.2': ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'],
+};
 
 const cmpVersion = (a: string, b: string) => a.localeCompare(b, undefined, { numeric: true });
 
 /**
- * libcni: the highest of cniVersion ∪ cniVersions that the runtime supports. This runtime also
- * requires every plugin of the chain to support it (libcni does not check, and a chain with
- * Debian 12's portmap, which stops at 1.0.0, would fail at 1.1.0; kind ships a newer portmap).
+ * The version a libcni line runs the chain at. `1.1`: `cniVersion` as is. `>=1.2` (libcni's
+ * conf.go): when `cniVersions` is there, the highest of it and `cniVersion` that is not above the
+ * library's own spec version (1.1.0); otherwise `cniVersion`. The plugins are not asked.
  */
-export function pickVersion(list: NetworkList, pluginVersions: (type: string) => string[] = () => RUNTIME_VERSIONS): string {
-  const offered = [list.cniVersion, ...(list.cniVersions ?? [])].filter(
-    (v) => RUNTIME_VERSIONS.includes(v) && list.plugins.every((p) => pluginVersions(p.type).includes(v)),
-  );
-  const best = offered.sort(cmpVersion).at(-1);
-  if (!best) throw new Error(`network ${list.name}: no cniVersion in ${JSON.stringify([list.cniVersion, ...(list.cniVersions ?? [])])} that the runtime and every plugin support`);
-  return best;
+export function pickVersion(list: NetworkList, libcni: LibcniLine = '>=1.2'): string {
+  if (libcni === '1.1' || !list.cniVersions) return list.cniVersion;
+  const current = LIBCNI_VERSIONS[libcni].at(-1)!;
+  const offered = [...list.cniVersions, list.cniVersion].filter((v) => cmpVersion(v, current) <= 0);
+  return offered.sort(cmpVersion).at(-1) ?? list.cniVersion;
 }
 
 export interface CniRuntimeOptions {
@@ -69,8 +81,13 @@ export interface CniRuntimeOptions {
   binDirs: string[];
   /** Where ADD results are cached for CHECK and DEL. */
   cacheDir: string;
-  /** Network namespace (name) the plugins run in: the node. */
-  node: string;
+  /**
+   * Network namespace (name) the plugins run in: the node. Left out only for fake plugins that
+   * touch no kernel state (the runtime's own unit tests).
+   */
+  node?: string;
+  /** Which libcni line to behave like (default `>=1.2`, containerd 2's). */
+  libcni?: LibcniLine;
 }
 
 /** supportedVersions per plugin executable (resolved path), asked once per process. */
@@ -96,23 +113,37 @@ export function pluginVersions(file: string, argv0 = basename(file)): string[] {
 }
 
 export class CniRuntime {
-  constructor(private readonly opts: CniRuntimeOptions) {}
+  readonly libcni: LibcniLine;
 
-  /** A plugin's supportedVersions (CNI VERSION), asked once. */
+  constructor(private readonly opts: CniRuntimeOptions) {
+    this.libcni = opts.libcni ?? '>=1.2';
+  }
+
+  /** A plugin's supportedVersions (CNI VERSION), asked once. The runtime itself never asks. */
   pluginVersions(type: string): string[] {
     return pluginVersions(this.findPlugin(type), type);
   }
 
-  private version(list: NetworkList): string {
-    return pickVersion(list, (t) => this.pluginVersions(t));
+  /** The version this runtime runs the list at. */
+  version(list: NetworkList): string {
+    return pickVersion(list, this.libcni);
   }
 
+  /**
+   * ADD through the chain. A result in a version this libcni line does not know fails the ADD
+   * with libcni's words (what containerd 1.6 reports for a 1.1.0 result). As in libcni, a failed
+   * ADD is not cleaned up here: the caller runs DEL, as containerd does.
+   */
   async add(list: NetworkList, rt: RuntimeConf): Promise<Record<string, unknown>> {
     const version = this.version(list);
     let prev: unknown;
     for (const plugin of list.plugins) {
       const out = await this.exec('ADD', plugin, this.pluginConf(list, plugin, version, rt, prev), rt);
       prev = JSON.parse(out);
+      const got = (prev as { cniVersion?: unknown }).cniVersion;
+      if (typeof got !== 'string' || !LIBCNI_VERSIONS[this.libcni].includes(got)) {
+        throw new CniPluginError(plugin.type, 'ADD', -1, `plugin type="${plugin.type}" failed (add): unsupported CNI result version "${String(got)}"`);
+      }
     }
     await this.saveCache(list, rt, prev);
     return prev as Record<string, unknown>;
@@ -141,19 +172,36 @@ export class CniRuntime {
     await rm(this.cacheFile(list, rt), { force: true });
   }
 
-  /** GC is a 1.1.0 verb: it goes to the plugins that speak 1.1.0 (the others keep no state to collect). */
+  /**
+   * libcni's GCNetworkList: DEL every cached attachment of the network that is not in `valid`,
+   * then, when the list runs at 1.1.0 or later, GC to every plugin with the valid attachments
+   * (under both keys libcni sends: `cni.dev/valid-attachments` and the legacy `cni.dev/attachments`).
+   */
   async gc(list: NetworkList, valid: { containerID: string; ifname: string }[]): Promise<void> {
-    const version = '1.1.0';
-    if (![list.cniVersion, ...(list.cniVersions ?? [])].includes(version)) return;
-    for (const plugin of list.plugins.filter((p) => this.pluginVersions(p.type).includes(version))) {
-      const conf = { ...plugin, name: list.name, cniVersion: version, 'cni.dev/valid-attachments': valid };
+    this.requireLibcni12('GC');
+    const keep = new Set(valid.map((a) => `${a.containerID}/${a.ifname}`));
+    for (const entry of await this.cachedAttachments(list)) {
+      if (keep.has(`${entry.containerId}/${entry.ifName}`)) continue;
+      await this.del(list, { containerId: entry.containerId, ifName: entry.ifName, netns: entry.netns ?? '' });
+    }
+    const version = this.version(list);
+    if (cmpVersion(version, '1.1.0') < 0) return;
+    for (const plugin of list.plugins) {
+      const conf = { ...plugin, name: list.name, cniVersion: version, 'cni.dev/valid-attachments': valid, 'cni.dev/attachments': valid };
       await this.exec('GC', plugin, conf, undefined);
     }
   }
 
+  /** libcni's GetStatusNetworkList: STATUS to every plugin, only for lists at 1.1.0 or later. */
   async status(list: NetworkList): Promise<void> {
+    this.requireLibcni12('STATUS');
     const version = this.version(list);
+    if (cmpVersion(version, '1.1.0') < 0) return;
     for (const plugin of list.plugins) await this.exec('STATUS', plugin, { ...plugin, name: list.name, cniVersion: version }, undefined);
+  }
+
+  private requireLibcni12(verb: string): void {
+    if (this.libcni === '1.1') throw new Error(`libcni 1.1 has no ${verb} (it came with libcni 1.2)`);
   }
 
   private pluginConf(list: NetworkList, plugin: PluginConf, version: string, rt: RuntimeConf, prev: unknown): Record<string, unknown> {
@@ -173,7 +221,7 @@ export class CniRuntime {
       {
         command: verb,
         path: this.opts.binDirs.join(':'),
-        node: this.opts.node,
+        ...(this.opts.node ? { node: this.opts.node } : {}),
         ...(rt
           ? { containerId: rt.containerId, netns: rt.netns, ifName: rt.ifName, args: (rt.args ?? []).map(([k, v]) => `${k}=${v}`).join(';') }
           : {}),
@@ -203,8 +251,29 @@ export class CniRuntime {
 
   private async saveCache(list: NetworkList, rt: RuntimeConf, result: unknown): Promise<void> {
     await mkdir(join(this.opts.cacheDir, 'results'), { recursive: true });
-    const entry = { kind: 'cniCacheV1', containerId: rt.containerId, ifName: rt.ifName, networkName: list.name, config: list, result };
+    const entry = { kind: 'cniCacheV1', containerId: rt.containerId, ifName: rt.ifName, networkName: list.name, netns: rt.netns, config: list, result };
     await writeFile(this.cacheFile(list, rt), JSON.stringify(entry));
+  }
+
+  /** The network's entries in the result cache (libcni's GetCachedAttachments). */
+  private async cachedAttachments(list: NetworkList): Promise<{ containerId: string; ifName: string; netns?: string }[]> {
+    const dir = join(this.opts.cacheDir, 'results');
+    let files: string[];
+    try {
+      files = await readdir(dir);
+    } catch {
+      return [];
+    }
+    const out: { containerId: string; ifName: string; netns?: string }[] = [];
+    for (const f of files) {
+      try {
+        const e = JSON.parse(await readFile(join(dir, f), 'utf8')) as { containerId: string; ifName: string; networkName: string; netns?: string };
+        if (e.networkName === list.name) out.push(e);
+      } catch {
+        // not a cache entry
+      }
+    }
+    return out;
   }
 
   private async loadCache(list: NetworkList, rt: RuntimeConf): Promise<unknown> {

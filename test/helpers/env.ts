@@ -12,9 +12,21 @@ function findRepoRoot(from: string): string {
 }
 export const DIST_BIN = join(REPO_ROOT, 'dist', 'bin');
 export const isRoot = process.getuid?.() === 0;
-/** The reference plugins from Debian's containernetworking-plugins, when installed. */
-export const REFERENCE_BIN = '/usr/lib/cni';
-export const hasReference = existsSync(join(REFERENCE_BIN, 'bridge'));
+/**
+ * Debian 12's reference plugins (containernetworking-plugins 1.1.1): what a Debian node runs.
+ * The suite compares with the current upstream release instead (test/helpers/peers.ts); Debian's
+ * stay only where they tell something — their portmap stops at CNI 1.0.0, so they show what a
+ * conflist must do for an older node, and they are a second column in the bench.
+ */
+export const DEBIAN_CNI_BIN = '/usr/lib/cni';
+
+/** DEBIAN_CNI_BIN; throws, naming the command, when the package is missing. */
+export function debianCniBin(): string {
+  if (!existsSync(join(DEBIAN_CNI_BIN, 'portmap'))) {
+    throw new Error(`Debian's reference plugins are missing in ${DEBIAN_CNI_BIN}: apt-get install containernetworking-plugins (scripts/setup.sh does)`);
+  }
+  return DEBIAN_CNI_BIN;
+}
 export const hasBuild = existsSync(join(DIST_BIN, 'podnet'));
 export const ALL_VERSIONS = ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] as const;
 

@@ -3,37 +3,47 @@ import { join } from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../lib/cni/errors.js';
 import { runPlugin } from '../helpers/cni.js';
-import { REFERENCE_BIN } from '../helpers/env.js';
+import { debianCniBin } from '../helpers/env.js';
 import { HOST_LOCAL, assertBuilt, indexEntries, removeDir, reservations, tempDataDir } from '../helpers/host-local.js';
+import { UPSTREAM_CNI_VERSION, upstreamCniBin } from '../helpers/peers.js';
 
-// Switching between the reference host-local (Debian's containernetworking-plugins) and
-// podnet-host-local on one store: each honours the other's reservations and releases them.
+// Switching between the reference host-local and podnet-host-local on one store: each honours
+// the other's reservations and releases them. Against the current upstream release (what a
+// kind node ships, speaking 1.1.0 with GC) and Debian 12's 1.1.1 (up to 1.0.0): a Debian node's
+// existing store was written by the latter, and a switch to podnet must keep it.
 
-const REFERENCE = join(REFERENCE_BIN, 'host-local');
-const hasReferenceIpam = existsSync(REFERENCE);
+const REFERENCES = [
+  { label: `upstream ${UPSTREAM_CNI_VERSION}`, bin: upstreamCniBin, cniVersion: '1.1.0', gc: true },
+  { label: "Debian 12's 1.1.1", bin: debianCniBin, cniVersion: '1.0.0', gc: false },
+] as const;
 
-let dataDir: string;
-beforeAll(assertBuilt);
-beforeEach(() => {
-  dataDir = tempDataDir('phl');
-});
-afterEach(() => removeDir(dataDir));
+describe.each(REFERENCES.map((r) => [r.label, r] as const))('podnet-host-local and the reference host-local (%s) on one store', (_label, ref) => {
+  let dataDir: string;
+  let REFERENCE: string;
+  beforeAll(() => {
+    assertBuilt();
+    // Throws, naming the command that provides it, when this reference is missing.
+    REFERENCE = join(ref.bin(), 'host-local');
+    if (!existsSync(REFERENCE)) throw new Error(`no ${REFERENCE}`);
+  });
+  beforeEach(() => {
+    dataDir = tempDataDir('phl');
+  });
+  afterEach(() => removeDir(dataDir));
 
-// The reference speaks up to 1.0.0.
-const conf = (extra: Record<string, unknown> = {}) => ({
-  cniVersion: '1.0.0',
-  name: 'phlcompat',
-  type: 'bridge',
-  ipam: { type: 'host-local', dataDir, ranges: [[{ subnet: '10.50.0.0/24' }], [{ subnet: 'fd00:0:0:1::/64' }]] },
-  ...extra,
-});
+  const conf = (extra: Record<string, unknown> = {}) => ({
+    cniVersion: ref.cniVersion,
+    name: 'phlcompat',
+    type: 'bridge',
+    ipam: { type: 'host-local', dataDir, ranges: [[{ subnet: '10.50.0.0/24' }], [{ subnet: 'fd00:0:0:1::/64' }]] },
+    ...extra,
+  });
 
-const run = (file: string, command: string, containerId: string, config: unknown = conf(), ifName = 'eth0') =>
-  runPlugin(file, { command, containerId, netns: '/var/run/netns/phl-none', ifName }, config);
+  const run = (file: string, command: string, containerId: string, config: unknown = conf(), ifName = 'eth0') =>
+    runPlugin(file, { command, containerId, netns: '/var/run/netns/phl-none', ifName }, config);
 
-const addrs = (r: { json: Record<string, unknown> | undefined }) => ((r.json?.ips ?? []) as { address: string }[]).map((i) => i.address);
+  const addrs = (r: { json: Record<string, unknown> | undefined }) => ((r.json?.ips ?? []) as { address: string }[]).map((i) => i.address);
 
-describe.runIf(hasReferenceIpam)('podnet-host-local and the reference host-local on one store', () => {
   it('podnet honours, checks and releases reservations the reference made (migration on first use)', async () => {
     const a = await run(REFERENCE, 'ADD', 'refA');
     const b = await run(REFERENCE, 'ADD', 'refB');
@@ -108,13 +118,37 @@ describe.runIf(hasReferenceIpam)('podnet-host-local and the reference host-local
   it('the reference is not confused by podnet\'s own files (index entries, stamp) when it walks the store', async () => {
     for (const id of ['p1', 'p2', 'p3']) expect((await run(HOST_LOCAL, 'ADD', id)).code).toBe(0);
     // The reference reads every file below the network directory on CHECK, DEL and ADD.
-    expect((await run(REFERENCE, 'CHECK', 'p9', conf({ prevResult: { cniVersion: '1.0.0', ips: [] } }))).code).not.toBe(0);
+    expect((await run(REFERENCE, 'CHECK', 'p9', conf({ prevResult: { cniVersion: ref.cniVersion, ips: [] } }))).code).not.toBe(0);
     expect((await run(REFERENCE, 'DEL', 'p2')).code).toBe(0);
     expect((await run(REFERENCE, 'ADD', 'r1')).code).toBe(0);
     expect(Object.keys(reservations(dataDir, 'phlcompat'))).toHaveLength(6);
     expect(indexEntries(dataDir, 'phlcompat')).toEqual(['p1:eth0', 'p2:eth0', 'p3:eth0']); // untouched by the reference
-    const p2 = await run(HOST_LOCAL, 'CHECK', 'p2', conf({ prevResult: { cniVersion: '1.0.0', ips: [] } }));
+    const p2 = await run(HOST_LOCAL, 'CHECK', 'p2', conf({ prevResult: { cniVersion: ref.cniVersion, ips: [] } }));
     expect(p2.json).toMatchObject({ code: ErrorCode.CheckFailed });
     expect(indexEntries(dataDir, 'phlcompat')).toEqual(['p1:eth0', 'p3:eth0', 'r1:eth0']); // rebuilt after the foreign change
+  });
+
+  // Debian's 1.1.1 predates GC (spec 1.1.0): the case exists for the upstream release only.
+  if (ref.gc) it('GC of either releases the other\'s reservations that are not valid attachments (spec 1.1.0)', async () => {
+    for (const [file, id] of [[HOST_LOCAL, 'pod1'], [REFERENCE, 'ref1'], [HOST_LOCAL, 'pod2'], [REFERENCE, 'ref2']] as const) {
+      expect((await run(file, 'ADD', id)).code).toBe(0);
+    }
+    const gc = (file: string, keep: string[]) =>
+      runPlugin(file, { command: 'GC' }, conf({ 'cni.dev/valid-attachments': keep.map((containerID) => ({ containerID, ifname: 'eth0' })) }));
+    const owners = () => [...new Set(Object.values(reservations(dataDir, 'phlcompat')).map((v) => v.split('\r\n')[0]))].sort();
+
+    // The reference's GC drops podnet's pod2 and its own ref2.
+    const byRef = await gc(REFERENCE, ['pod1', 'ref1']);
+    expect(byRef.code, byRef.stdout + byRef.stderr).toBe(0);
+    expect(owners()).toEqual(['pod1', 'ref1']);
+    // podnet notices what the reference removed, then its own GC drops the reference's ref1.
+    const byPodnet = await gc(HOST_LOCAL, ['pod1']);
+    expect(byPodnet.code, byPodnet.stdout + byPodnet.stderr).toBe(0);
+    expect(owners()).toEqual(['pod1']);
+    expect(indexEntries(dataDir, 'phlcompat')).toEqual(['pod1:eth0']);
+    // The released addresses are free for both again.
+    const again = await run(REFERENCE, 'ADD', 'ref3');
+    expect(again.code, again.stdout).toBe(0);
+    expect(Object.keys(reservations(dataDir, 'phlcompat'))).toHaveLength(4);
   });
 });

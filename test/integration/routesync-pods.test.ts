@@ -6,7 +6,8 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_TEMPLATE } from '../../routesync/conflist.js';
 import { runPlugin } from '../helpers/cni.js';
-import { DIST_BIN, REFERENCE_BIN, hasBuild, hasReference, isRoot } from '../helpers/env.js';
+import { DIST_BIN, debianCniBin, hasBuild, isRoot } from '../helpers/env.js';
+import { UPSTREAM_CNI_VERSION, upstreamCniBin } from '../helpers/peers.js';
 import { Netns } from '../helpers/netns.js';
 import { type DaemonHandle, FABRIC_V4, RoutesyncLab, eventually } from '../helpers/routesync-lab.js';
 
@@ -99,12 +100,24 @@ describe.runIf(isRoot && hasBuild)('pods on two nodes, routed by podnet-routesyn
     }
   });
 
-  it.runIf(hasReference)('the stock portmap accepts its entry of the conflist (at 1.0.0, the version an older libcni picks from cniVersions)', async () => {
+  // The conflist's cniVersion is what libcni 1.1 (containerd 1.6/1.7) passes to every plugin as
+  // is: Debian 12's portmap (1.1.1, up to 1.0.0) and kind's (upstream) take it; the upstream
+  // one also takes 1.1.0, what libcni >= 1.2 picks when every plugin in the bin dir speaks it.
+  it.each([
+    ["Debian 12's portmap 1.1.1", 'conflist', debianCniBin],
+    [`upstream portmap ${UPSTREAM_CNI_VERSION}`, 'conflist', upstreamCniBin],
+    [`upstream portmap ${UPSTREAM_CNI_VERSION}`, '1.1.0', upstreamCniBin],
+  ] as const)('%s accepts its entry of the conflist at the %s version (ADD, then DEL)', async (_label, at, bin) => {
     const c = conflist(0);
-    const prev = { ...results[0], cniVersion: '1.0.0' };
-    const r = await runPlugin(join(REFERENCE_BIN, 'portmap'), { command: 'ADD', containerId: 'pod0', netns: pods[0]!.path, ifName: 'eth0', node: lab.nodes[0]!.ns }, { ...c.plugins[1], name: c.name, cniVersion: '1.0.0', prevResult: prev });
+    const version: string = at === 'conflist' ? c.cniVersion : at;
+    const prev = { ...results[0], cniVersion: version };
+    const inv = { containerId: 'pod0', netns: pods[0]!.path, ifName: 'eth0', node: lab.nodes[0]!.ns };
+    const entry = { ...c.plugins[1], name: c.name, cniVersion: version, prevResult: prev };
+    const portmap = join(bin(), 'portmap');
+    const r = await runPlugin(portmap, { command: 'ADD', ...inv }, entry);
     expect(r.code, r.stdout + r.stderr).toBe(0);
-    expect(c.cniVersions).toContain('1.0.0');
+    const d = await runPlugin(portmap, { command: 'DEL', ...inv }, entry);
+    expect(d.code, d.stdout + d.stderr).toBe(0);
   });
 
   it('pod → pod across nodes arrives with the source pod\'s own IP (no NAT)', async () => {

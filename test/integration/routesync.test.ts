@@ -302,6 +302,10 @@ describe.runIf(isRoot)('podnet-routesync --nodes-file', () => {
     writeFileSync(file, '{ broken');
     await h.waitLog((l) => l.msg.startsWith('node source failed'), 10_000, 'parse error');
     expect(await lab.ourRoutes(1)).toEqual(['10.244.1.0/24 via 172.18.0.9']); // kept
+    // Items that are not Node objects: a bad file too, never an empty cluster.
+    writeFileSync(file, '{"items":[1,2,"x",null]}');
+    await h.waitLog((l) => l.msg.startsWith('node source failed') && String(l.error).includes('not a Node object'), 10_000, 'items error');
+    expect(await lab.ourRoutes(1)).toEqual(['10.244.1.0/24 via 172.18.0.9']); // kept
     h.child.kill('SIGTERM');
     expect((await h.exited).code).toBe(0);
   });

@@ -1,7 +1,7 @@
 import { CniError, ErrorCode } from '../../../lib/cni/errors.js';
 import type { IpConfig } from '../../../lib/cni/types.js';
 import { type Range, type RangeSet, rangeSetText } from '../config.js';
-import { type Addr, formatCidr, formatIp, parseIp } from '../ip.js';
+import { type Addr, formatCidr, formatIp, parseIp } from '../../../lib/addr/addr.js';
 import type { Owner, PickedIp, Reservation, StoreTx } from '../store/store.js';
 import { capacity, isAllocatable, rangeContains, rangeFor, roundRobin } from './range-set.js';
 

@@ -1,5 +1,5 @@
 import type { Range, RangeSet } from '../config.js';
-import { type Addr, hostMask } from '../ip.js';
+import { type Addr, hostMask } from '../../../lib/addr/addr.js';
 
 /** Pure range maths over canonicalized ranges (config.ts). */
 

@@ -71,11 +71,10 @@ import {
 import { join } from 'node:path';
 import lockfile from 'proper-lockfile';
 import { CniError, ErrorCode, causeText, isCniError } from '../../../lib/cni/errors.js';
-import { formatIp, parseIp, reservationName } from '../ip.js';
+import { formatIp, parseIp, reservationName } from '../../../lib/addr/addr.js';
 import { type Owner, type PickedIp, type Reservation, type Store, type StoreTx, ownerText, parseOwner, sameOwner } from './store.js';
 
-/** podnet's directory inside the network's, and its parts. */
-export const STATE_NAME = 'podnet';
+/** podnet's directory inside the network's (`podnet/`), and its parts. */
 export const LOCK_NAME = 'podnet/lock';
 export const INDEX_NAME = 'podnet/index';
 export const STAMP_NAME = 'podnet/stamp';

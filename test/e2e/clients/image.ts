@@ -8,20 +8,21 @@ export type { BuiltImage };
 export const BUSYBOX = '/bin/busybox';
 
 /** Applets the container tests use, linked to busybox in the image's /bin. */
-const APPLETS = ['sh', 'sleep', 'ping', 'nc', 'ip', 'cat', 'echo', 'hostname', 'ls', 'true'] as const;
+const APPLETS = ['sh', 'sleep', 'ping', 'nc', 'ip', 'cat', 'echo', 'hostname', 'ls', 'true', 'netstat', 'grep'] as const;
 
 /**
  * Build a one-layer OCI image from busybox-static, by hand, because no registry is reachable:
- * a rootfs directory (busybox + applet links) tarred into the layer, then the image config,
- * the manifest, index.json and the oci-layout marker, tarred into an OCI image-layout archive.
- * `work` must be an empty directory; the archive is written inside it.
+ * a rootfs directory (busybox + applet links) made into an OCI image-layout archive by
+ * test/helpers/oci-image.ts. `work` must be an empty directory; the archive is written inside
+ * it. `cmd` is the image's default command (a CRI sandbox image: one that never exits, as
+ * pause does).
  */
-export async function buildBusyboxImage(work: string, ref = 'pcl.local/busybox:1'): Promise<BuiltImage> {
+export async function buildBusyboxImage(work: string, ref = 'pcl.local/busybox:1', cmd: readonly string[] = ['/bin/sh']): Promise<BuiltImage> {
   const rootfs = join(work, 'rootfs');
   for (const d of ['bin', 'dev', 'proc', 'sys', 'tmp', 'etc', 'root']) mkdirSync(join(rootfs, d), { recursive: true });
   copyFileSync(BUSYBOX, join(rootfs, 'bin', 'busybox'));
   for (const applet of APPLETS) symlinkSync('busybox', join(rootfs, 'bin', applet));
   writeFileSync(join(rootfs, 'etc', 'passwd'), 'root:x:0:0:root:/root:/bin/sh\n');
   writeFileSync(join(rootfs, 'etc', 'group'), 'root:x:0:\n');
-  return writeOciArchive({ rootfs, work, ref, config: { Env: ['PATH=/bin'], Cmd: ['/bin/sh'], WorkingDir: '/' }, createdBy: 'podnet test/e2e/clients/image.ts (busybox-static)' });
+  return writeOciArchive({ rootfs, work, ref, config: { Env: ['PATH=/bin'], Cmd: [...cmd], WorkingDir: '/' }, createdBy: 'podnet test/e2e/clients/image.ts (busybox-static)' });
 }

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the real-client e2e suites need (test/e2e/containerd.test.ts,
-# test/e2e/libcni.test.ts), only when something is missing; idempotent. Runs as root.
+# Installs the Debian packages the real-client e2e suites need (test/e2e/containerd.test.ts),
+# only when something is missing; idempotent. Runs as root. (The libcni driver and the other
+# peers built from Go modules come from scripts/peers.sh, not from Debian.)
 #   containerd + runc      `ctr run --cni` against a private containerd
 #   busybox-static         the rootfs of the locally built container image (no registry)
-#   golang-go + golang-github-appc-cni-dev   the libcni driver, built offline (GO111MODULE=off)
 #   util-linux             unshare/nsenter/mount (normally present)
 set -euo pipefail
 
@@ -14,8 +14,6 @@ command -v containerd >/dev/null || need+=(containerd)
 command -v ctr >/dev/null || need+=(containerd)
 command -v runc >/dev/null || need+=(runc)
 installed busybox-static && [ -x /bin/busybox ] || need+=(busybox-static)
-command -v go >/dev/null || [ -x /usr/lib/go/bin/go ] || need+=(golang-go)
-[ -d /usr/share/gocode/src/github.com/containernetworking/cni/libcni ] || need+=(golang-github-appc-cni-dev)
 command -v unshare >/dev/null || need+=(util-linux)
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -1,76 +1,17 @@
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { execa } from 'execa';
 import type { Netns } from '../../helpers/netns.js';
+import { peerBin, PEER_VERSIONS } from '../../helpers/peers.js';
 
-/** Debian's golang-github-appc-cni-dev puts the CNI library here, for GOPATH-mode builds. */
-export const GOCODE = '/usr/share/gocode';
-/**
- * The GOPATH the driver is built with: Debian's by default. `PODNET_LIBCNI_GOPATH` (a GOPATH
- * list) lets a developer build the same suite against another libcni source tree.
- */
-export const LIBCNI_GOPATH = process.env.PODNET_LIBCNI_GOPATH || GOCODE;
-const CNI_SRC =
-  LIBCNI_GOPATH.split(':')
-    .map((p) => join(p, 'src', 'github.com', 'containernetworking', 'cni'))
-    .find((d) => existsSync(join(d, 'libcni', 'api.go'))) ?? join(GOCODE, 'src', 'github.com', 'containernetworking', 'cni');
-const DRIVER_SRC = join(import.meta.dirname, 'libcni-driver');
-
-export const hasLibcniSource = existsSync(join(CNI_SRC, 'libcni', 'api.go'));
-
-/** Whether this libcni has a CNIConfig method (GCNetworkList and GetStatusNetworkList came in 1.2). */
-export function libcniHasMethod(name: string): boolean {
-  try {
-    return readFileSync(join(CNI_SRC, 'libcni', 'api.go'), 'utf8').includes(`func (c *CNIConfig) ${name}(`);
-  } catch {
-    return false;
-  }
-}
+/** The libcni release the driver is built against (scripts/peers.versions, the driver's go.mod). */
+export const LIBCNI_VERSION = PEER_VERSIONS.CNI_VERSION ?? 'unknown';
 
 /**
- * The spec versions this libcni knows, read from its source (`All = PluginSupports(...)` in
- * pkg/version) so test cases can be declared before anything is built. The built driver reports
- * the same list at run time (`info`), and the suite checks the two agree.
+ * The driver (clients/libcni-driver, a Go module pinned to LIBCNI_VERSION), built by
+ * `scripts/peers.sh libcni`; throws, naming that command, when it is not built (or its source
+ * changed since: the peer's directory is keyed by a hash of the driver's source).
  */
-export function libcniSourceVersions(): string[] {
-  try {
-    const src = readFileSync(join(CNI_SRC, 'pkg', 'version', 'version.go'), 'utf8');
-    const m = /\bAll\s*=\s*PluginSupports\(([^)]*)\)/.exec(src);
-    return m ? [...m[1]!.matchAll(/"([^"]+)"/g)].map((v) => v[1]!) : [];
-  } catch {
-    return [];
-  }
-}
-
-/** The Debian version of the library package, for the record. */
-export async function libcniPackageVersion(): Promise<string> {
-  const r = await execa('dpkg-query', ['-W', '-f', '${Version}', 'golang-github-appc-cni-dev'], { reject: false });
-  return r.exitCode === 0 ? r.stdout.trim() : 'unknown';
-}
-
-/**
- * Build the driver offline against Debian's library: GOPATH mode, no module download, no cgo
- * (so no C compiler is needed), a build cache inside `outDir`. Returns the executable's path.
- */
-export async function buildDriver(outDir: string): Promise<string> {
-  const out = join(outDir, 'libcni-driver');
-  const cache = join(outDir, 'gocache');
-  mkdirSync(cache, { recursive: true });
-  await execa('go', ['build', '-o', out, '.'], {
-    cwd: DRIVER_SRC,
-    extendEnv: false,
-    env: {
-      PATH: `${process.env.PATH ?? ''}:/usr/lib/go/bin`,
-      HOME: outDir,
-      GO111MODULE: 'off',
-      GOPATH: LIBCNI_GOPATH,
-      GOCACHE: cache,
-      GOFLAGS: '',
-      CGO_ENABLED: '0',
-    },
-    timeout: 300_000,
-  });
-  return out;
+export function libcniDriver(): string {
+  return peerBin('libcni', 'libcni-driver');
 }
 
 export interface DriverOutput {

@@ -1,13 +1,15 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { pluginVersions } from '../../helpers/cni-runtime.js';
-import { DIST_BIN, REFERENCE_BIN } from '../../helpers/env.js';
+import { DIST_BIN } from '../../helpers/env.js';
 import { reservations as storeReservations } from '../../helpers/host-local.js';
+import { upstreamCniBin } from '../../helpers/peers.js';
 
 /**
  * Which plugins the client suites drive. podnet's own by default (what these suites exist for);
- * `PODNET_CLIENTS_PLUGINS=reference` runs the same suites against Debian's reference bridge and
- * host-local, to tell a client or harness problem from a podnet one.
+ * `PODNET_CLIENTS_PLUGINS=reference` runs the same suites against the upstream reference bridge
+ * and host-local (scripts/peers.sh cni-plugins), to tell a client or harness problem from a
+ * podnet one.
  */
 export const FLAVOUR: 'podnet' | 'reference' = process.env.PODNET_CLIENTS_PLUGINS === 'reference' ? 'reference' : 'podnet';
 
@@ -17,18 +19,25 @@ export const TYPES =
 /** The chained and helper plugins a runtime's bin dir has next to podnet (kind ships both). */
 const STOCK = ['loopback', 'portmap'] as const;
 
-/** Where each executable in the bin dir comes from. */
+/** Where each executable in the bin dir comes from (throws when the upstream plugins are not built). */
 export function pluginSources(): Record<string, string> {
+  const upstream = upstreamCniBin();
   const own =
     FLAVOUR === 'podnet'
       ? { [TYPES.bridge]: join(DIST_BIN, TYPES.bridge), [TYPES.ipam]: join(DIST_BIN, TYPES.ipam) }
-      : { [TYPES.bridge]: join(REFERENCE_BIN, 'bridge'), [TYPES.ipam]: join(REFERENCE_BIN, 'host-local') };
-  return { ...own, ...Object.fromEntries(STOCK.map((p) => [p, join(REFERENCE_BIN, p)])) };
+      : { [TYPES.bridge]: join(upstream, 'bridge'), [TYPES.ipam]: join(upstream, 'host-local') };
+  return { ...own, ...Object.fromEntries(STOCK.map((p) => [p, join(upstream, p)])) };
 }
 
 /** Missing executables, as a message for a clearly failing beforeAll (`npm run build` makes podnet's). */
 export function missingPlugins(): string | undefined {
-  const missing = Object.values(pluginSources()).filter((f) => !existsSync(f));
+  let sources: Record<string, string>;
+  try {
+    sources = pluginSources();
+  } catch (e) {
+    return (e as Error).message;
+  }
+  const missing = Object.values(sources).filter((f) => !existsSync(f));
   if (missing.length === 0) return undefined;
   return `missing plugin executables: ${missing.join(', ')}${FLAVOUR === 'podnet' ? ' (run `npm run build`)' : ''}`;
 }
@@ -44,11 +53,11 @@ export function makeBinDir(dir: string): string {
 }
 
 /**
- * Whether a stock plugin (loopback, portmap from Debian's containernetworking-plugins) supports a
- * spec version, asked the way libcni asks (CNI_COMMAND=VERSION). Debian 12's stop at 1.0.0.
+ * Whether a stock plugin (the upstream loopback, portmap) supports a spec version, asked the way
+ * libcni asks (CNI_COMMAND=VERSION). Upstream's speak every version up to 1.1.0.
  */
 export function stockSupports(plugin: (typeof STOCK)[number], version: string): boolean {
-  return pluginVersions(join(REFERENCE_BIN, plugin)).includes(version);
+  return pluginVersions(join(upstreamCniBin(), plugin)).includes(version);
 }
 
 export interface ConflistOptions {
@@ -59,7 +68,7 @@ export interface ConflistOptions {
   dataDir: string;
   /**
    * Chain portmap after the bridge, as kind's conflist does. Default: when the stock portmap
-   * supports the version (Debian 12's: 0.3.0 to 1.0.0).
+   * supports the version (asked, as libcni does; Debian 12's stopped at 1.0.0, upstream's take 1.1.0).
    */
   portmap?: boolean;
 }

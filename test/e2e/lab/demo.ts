@@ -9,7 +9,8 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { DIST_BIN, REPO_ROOT, hasReference, isRoot } from '../../helpers/env.js';
+import { DIST_BIN, REPO_ROOT, isRoot } from '../../helpers/env.js';
+import { upstreamCniBin } from '../../helpers/peers.js';
 import { Lab, type LabNode, type Pod, probe } from './lab.js';
 
 const PREFIX = 'pdemo';
@@ -65,7 +66,7 @@ async function main(): Promise<number> {
 
   step('building podnet', 'run `npm run build` and read its error');
   buildIfNeeded();
-  if (!hasReference) throw new Error('the stock plugins (portmap, loopback) are missing: apt-get install containernetworking-plugins');
+  upstreamCniBin(); // the reference portmap and loopback the lab chains: throws naming scripts/peers.sh when not built
 
   step(`creating a ${nodeCount}-node lab`, 'a kept lab may be in the way: npm run demo -- --down');
   if (Lab.load(PREFIX)) {

@@ -8,7 +8,7 @@ import type { NetConf, Result } from '../../../lib/cni/types.js';
 import type { BridgeDeps } from '../../../plugins/bridge/bridge.js';
 import type { IpamDeps } from '../../../plugins/bridge/ipam.js';
 import type { RunResult } from '../../../lib/linux/exec.js';
-import type { IpBatchOptions, IpBatchResult, IpRunner } from '../../../lib/linux/ip.js';
+import type { BatchRequest, IpRunner } from '../../../lib/linux/ip.js';
 import type { NetDevView } from '../../../lib/linux/netdev.js';
 import type { IpFamily, Netfilter, NftRule } from '../../../lib/linux/netfilter.js';
 import type { Sysctl } from '../../../lib/linux/sysctl.js';
@@ -58,14 +58,19 @@ export class FakeKernel implements IpRunner {
     return m;
   }
 
-  async batch(lines: readonly string[], opts: IpBatchOptions = {}): Promise<IpBatchResult> {
-    const where = opts.netns ?? 'node';
-    if (!this.ns.has(where)) return { ok: false, outputs: [], failures: [{ line: 0, message: `nsenter: cannot open ${where}` }], stderr: '', code: 1 };
-    for (const s of opts.sysctls ?? []) this.sysctls.set(`${where}:${s.key}`, s.value);
-    const outputs: Record<string, unknown>[][] = [];
-    const failures: { line: number; message: string }[] = [];
-    for (let i = 0; i < lines.length; i++) {
-      const line = lines[i] as string;
+  /** One batch process: lines run in order, output and failures printed as iproute2 prints them. */
+  async exec(req: BatchRequest): Promise<RunResult> {
+    if (req.tool === 'bridge') {
+      this.bridgeLog.push(...req.lines);
+      return { code: 0, stdout: '', stderr: '' };
+    }
+    const where = req.opts.netns ?? 'node';
+    if (!this.ns.has(where)) return { code: 1, stdout: '', stderr: `nsenter: cannot open ${where}\n` };
+    for (const s of req.opts.sysctls ?? []) this.sysctls.set(`${where}:${s.key}`, s.value);
+    let stdout = '';
+    let stderr = '';
+    for (let i = 0; i < req.lines.length; i++) {
+      const line = req.lines[i] as string;
       this.log.push({ ns: where, line });
       let err: string | undefined;
       if (this.failOn && this.failOn.match.test(line) && (this.failOn.ns === undefined || this.failOn.ns === where)) {
@@ -73,26 +78,21 @@ export class FakeKernel implements IpRunner {
         this.failOn = undefined;
       } else {
         try {
-          const out = this.exec(where, line);
-          if (out) outputs.push(out);
+          const out = this.execLine(where, line);
+          if (out) stdout += `${JSON.stringify(out)}\n`;
         } catch (e) {
           err = (e as Error).message;
         }
       }
       if (err !== undefined) {
-        failures.push({ line: i + 1, message: err });
-        if (!opts.force) break;
+        stderr += `Error: ${err}\nCommand failed -:${i + 1}\n`;
+        if (!req.opts.force) break;
       }
     }
-    return { ok: failures.length === 0, outputs, failures, stderr: failures.map((f) => f.message).join('\n'), code: failures.length ? 1 : 0 };
+    return { code: stderr ? 1 : 0, stdout, stderr };
   }
 
-  async bridgeBatch(lines: readonly string[]): Promise<IpBatchResult> {
-    this.bridgeLog.push(...lines);
-    return { ok: true, outputs: [], failures: [], stderr: '', code: 0 };
-  }
-
-  private exec(where: string, line: string): Record<string, unknown>[] | undefined {
+  private execLine(where: string, line: string): Record<string, unknown>[] | undefined {
     const links = this.links(where);
     const t = line.split(/\s+/);
     const get = (key: string): string | undefined => {
@@ -370,7 +370,7 @@ export function harness(): Harness {
     sysctl,
     netdev: new FakeNetdev(kernel),
     ipam: ipam.deps(),
-    netnsExists: (p) => kernel.ns.has(p),
+    netns: (p) => (kernel.ns.has(p) ? 'ok' : 'missing'),
     randomMac: () => `0a:00:00:00:00:${(++mac).toString(16).padStart(2, '0')}`,
     sleep: async () => {},
     now: () => Date.now(),

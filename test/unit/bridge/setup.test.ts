@@ -1,9 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { calcGatewayIp, parseCidr } from '../../../plugins/bridge/addr.js';
+import { cidrParts, formatIp, gatewayOf, parseCidr } from '../../../lib/addr/addr.js';
+import { renderBridgeOp, renderIpOp } from '../../../lib/linux/ip.js';
 import { calcHostVethName, calcIptablesChain, calcRuleComment } from '../../../plugins/bridge/names.js';
 import { loadBridgeConf } from '../../../plugins/bridge/netconf.js';
-import { calcGatewayLines, calcGateways, calcPodRouteLines, calcPodSysctls, calcVlanLines } from '../../../plugins/bridge/setup.js';
+import { calcGatewayOps, calcGateways, calcPodRouteOps, calcPodSysctls, calcVlanOps } from '../../../plugins/bridge/setup.js';
 import type { NetConf } from '../../../lib/cni/types.js';
+
+const calcGatewayIp = (cidr: string): string => formatIp(gatewayOf(parseCidr(cidr) ?? { addr: { family: 4, value: 0n }, prefix: 32 }));
+const calcPodRouteLines = (...a: Parameters<typeof calcPodRouteOps>) => calcPodRouteOps(...a).map(renderIpOp);
+const calcGatewayLines = (...a: Parameters<typeof calcGatewayOps>) => calcGatewayOps(...a).map(renderIpOp);
+const calcVlanLines = (...a: Parameters<typeof calcVlanOps>) => calcVlanOps(...a).map(renderBridgeOp);
 
 const conf = (extra: Record<string, unknown> = {}) =>
   loadBridgeConf({ cniVersion: '1.0.0', name: 'n', type: 'podnet-bridge', ...extra } as NetConf, '');
@@ -13,7 +19,7 @@ describe('bridge calculations', () => {
     expect(calcGatewayIp('10.1.0.77/24')).toBe('10.1.0.1');
     expect(calcGatewayIp('10.1.255.7/16')).toBe('10.1.0.1');
     expect(calcGatewayIp('fd00::abcd/64')).toBe('fd00::1');
-    expect(parseCidr('fd00:0:0::5/64')).toEqual({ family: 6, ip: 'fd00::5', prefix: 64, subnet: 'fd00::/64' });
+    expect(cidrParts('fd00:0:0::5/64')).toEqual({ family: 6, ip: 'fd00::5', prefix: 64, subnet: 'fd00::/64' });
   });
 
   it('calcGateways keeps IPAM gateways, fills missing ones, and does not duplicate a default route', () => {

@@ -19,7 +19,7 @@ beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'pnt-delegate-'));
   empty = mkdtempSync(join(tmpdir(), 'pnt-delegate-empty-'));
   // Echoes back what it was given, as a 0.4.0 result whose gateway is the command it saw.
-  fakePlugin('echo-ipam', `conf=$(cat); printf '{"cniVersion":"0.4.0","ips":[{"version":"4","address":"10.9.0.2/24","gateway":"%s"}],"dns":{"domain":"%s"}}' "$CNI_COMMAND" "$CNI_CONTAINERID"`);
+  fakePlugin('echo-ipam', `conf=$(cat); printf '{"cniVersion":"0.4.0","ips":[{"version":"4","address":"10.9.0.2/24","gateway":"10.9.0.1"}],"dns":{"domain":"%s","options":["%s"]}}' "$CNI_CONTAINERID" "$CNI_COMMAND"`);
   fakePlugin('failing-ipam', `cat >/dev/null; echo '{"cniVersion":"1.0.0","code":100,"msg":"no IP addresses available","details":"10.9.0.0/24"}'; exit 1`);
   fakePlugin('crashing-ipam', `cat >/dev/null; echo 'panic: oops' >&2; exit 2`);
   fakePlugin('garbage-ipam', `cat >/dev/null; echo 'hello'`);
@@ -48,7 +48,7 @@ describe('delegate', () => {
 
   it('runs ADD with our env and decodes the result into the 1.x shape', async () => {
     const r = await delegate('ADD', 'echo-ipam', '{}', env, [dir]);
-    expect(r).toEqual({ cniVersion: '1.1.0', ips: [{ address: '10.9.0.2/24', gateway: 'ADD' }], dns: { domain: 'ctr1' } });
+    expect(r).toEqual({ cniVersion: '1.1.0', ips: [{ address: '10.9.0.2/24', gateway: '10.9.0.1' }], dns: { domain: 'ctr1', options: ['ADD'] } });
   });
 
   it('sets CNI_COMMAND to the delegated verb and returns nothing for DEL', async () => {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
-import { parseCidr } from '../../../routesync/cidr.js';
+import { parseNetwork as parseCidr } from '../../../lib/addr/addr.js';
 import { parseFlags } from '../../../routesync/flags.js';
 import { parseListenAddr } from '../../../routesync/server.js';
 import { REPO_ROOT } from '../../helpers/env.js';
@@ -160,6 +160,9 @@ describe('kind/podnet.yaml', () => {
     expect(mounts.get(parsed.options.cniBinDir)).toBe('cni-bin');
     expect(c.volumeMounts.find((m: { name: string }) => m.name === 'cni-bin').readOnly).toBe(true);
     expect(mounts.get(join(parsed.options.sysctlRoot, 'net'))).toBe('proc-sys-net');
+    // podCIDRs are held to the cluster's pod subnet: the one kind gives the controller-manager.
+    const podSubnet = String((parseYaml(text('cluster.yaml')) as { networking: { podSubnet: string } }).networking.podSubnet);
+    expect(parsed.options.clusterCidrs).toEqual(podSubnet.split(',').map((t) => (parseCidr(t.trim()) as { value: { text: string } }).value.text));
     const nodeOptions = c.env.find((e: { name: string }) => e.name === 'NODE_OPTIONS')?.value as string;
     expect(nodeOptions).toMatch(/--max-old-space-size=\d+/);
   });

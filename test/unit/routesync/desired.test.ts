@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { calcDesired, calcPeerAddresses, calcSelf } from '../../../routesync/desired.js';
+import { parseNetwork as parseCidr } from '../../../lib/addr/addr.js';
+import { NodeMemo, calcDesired, calcPeerAddresses, calcSelf } from '../../../routesync/desired.js';
 import type { LocalAddress, NodeLike, Reachability } from '../../../routesync/types.js';
 
 /** Node factory: `ips` become InternalIPs, `cidrs` podCIDRs. */
@@ -102,6 +103,23 @@ describe('calcDesired: every rejection', () => {
     { name: 'via a gateway', nodes: [node('b', ['10.244.1.0/24'], ['192.168.9.9'])], special: { '192.168.9.9': { ok: true, dev: 'eth0', gateway: '172.18.0.1' } }, reason: 'NotDirectlyReachable', message: /through gateway 172\.18\.0\.1/ },
     { name: 'no route at all', nodes: [node('b', ['10.244.1.0/24'], ['192.168.9.9'])], special: { '192.168.9.9': { ok: false, error: 'Network is unreachable' } }, reason: 'NotDirectlyReachable', message: /no route to InternalIP 192\.168\.9\.9: Network is unreachable/ },
     { name: 'an address of this node', nodes: [node('b', ['10.244.1.0/24'], ['172.18.0.2'])], special: { '172.18.0.2': { ok: true, dev: 'lo', local: true } }, reason: 'NotDirectlyReachable', message: /is an address of this node/ },
+    // Not a pod network (issue 10).
+    { name: 'IPv4 multicast', nodes: [node('b', ['224.0.0.0/4'], ['172.18.0.3'])], reason: 'PodCIDRReserved', message: /overlaps multicast 224\.0\.0\.0\/4/ },
+    { name: 'IPv6 multicast', nodes: [node('b', ['ff02::/16'], ['fc00:f853:ccd:e793::3'])], reason: 'PodCIDRReserved', message: /"ff02::\/16" overlaps multicast ff00::\/8/ },
+    { name: 'the broadcast address', nodes: [node('b', ['255.255.255.255/32'], ['172.18.0.3'])], reason: 'PodCIDRReserved', message: /broadcast address/ },
+    { name: 'IPv6 loopback', nodes: [node('b', ['::1/128'], ['fc00:f853:ccd:e793::3'])], reason: 'PodCIDRReserved', message: /loopback/ },
+    { name: 'IPv4 link-local', nodes: [node('b', ['169.254.0.0/16'], ['172.18.0.3'])], reason: 'PodCIDRReserved', message: /link-local 169\.254\.0\.0\/16/ },
+    { name: 'IPv6 link-local', nodes: [node('b', ['fe80::/64'], ['fc00:f853:ccd:e793::3'])], reason: 'PodCIDRReserved', message: /link-local fe80::\/10/ },
+    { name: 'the unspecified range', nodes: [node('b', ['0.0.0.0/8'], ['172.18.0.3'])], reason: 'PodCIDRReserved', message: /unspecified/ },
+    { name: 'absurdly wide (8.8.8.8 would go to the peer)', nodes: [node('b', ['8.0.0.0/7'], ['172.18.0.3'])], reason: 'PodCIDRTooBroad', message: /"8\.0\.0\.0\/7" is wider than \/8/ },
+    { name: 'absurdly wide IPv6', nodes: [node('b', ['2000::/3'], ['fc00:f853:ccd:e793::3'])], reason: 'PodCIDRTooBroad', message: /wider than \/32/ },
+    { name: 'InternalIP multicast', nodes: [node('b', ['10.244.1.0/24'], ['224.0.0.5'])], reason: 'InternalIPUnusable', message: /224\.0\.0\.5 is multicast: not a next hop/ },
+    { name: 'InternalIP broadcast', nodes: [node('b', ['10.244.1.0/24'], ['255.255.255.255'])], reason: 'InternalIPUnusable', message: /broadcast address: not a next hop/ },
+    { name: 'InternalIP IPv6 link-local', nodes: [node('b', ['fd00:10:244:1::/64'], ['fe80::3'])], reason: 'InternalIPUnusable', message: /fe80::3 is link-local: not a next hop without a device/ },
+    { name: 'InternalIP IPv4 link-local', nodes: [node('b', ['10.244.1.0/24'], ['169.254.3.3'])], reason: 'InternalIPUnusable', message: /link-local/ },
+    { name: 'InternalIP unspecified', nodes: [node('b', ['10.244.1.0/24'], ['0.0.0.0'])], reason: 'InternalIPUnusable', message: /0\.0\.0\.0 is the unspecified/ },
+    { name: 'InternalIP the broadcast address of the node network', nodes: [node('b', ['10.244.1.0/24'], ['172.18.255.255'])], reason: 'InternalIPUnusable', message: /172\.18\.255\.255 is the broadcast address of 172\.18\.0\.0\/16 on this node's interface eth0/ },
+    { name: 'InternalIP loopback', nodes: [node('b', ['10.244.1.0/24'], ['127.0.0.1'])], reason: 'InternalIPUnusable', message: /loopback/ },
   ];
   for (const c of cases) {
     it(`${c.reason}: ${c.name}`, () => {
@@ -160,6 +178,103 @@ describe('calcDesired: every rejection', () => {
     expect(d.rejections.map((r) => `${r.node}:${r.reason}`).sort()).toEqual(
       ['#1:NodeNameMissing', '#2:NodeNameMissing', '#8:NodeNameMissing', 'dup:DuplicateNodeName', 'nospec:NoPodCIDR', 'nostatus:NoInternalIP', 'weird:NoPodCIDR'].sort(),
     );
+  });
+});
+
+describe('calcDesired: pod networks and next hops', () => {
+  it('a loopback podCIDR is refused even when no interface holds loopback addresses', () => {
+    const d = desired([self, node('b', ['127.1.0.0/16'], ['172.18.0.3'])], {}, uplink.filter((a) => a.ifname !== 'lo'));
+    expect(d.routes).toEqual([]);
+    expect(d.rejections).toMatchObject([{ node: 'b', reason: 'PodCIDRReserved', message: expect.stringMatching(/loopback 127\.0\.0\.0\/8/) }]);
+  });
+
+  it('an unusable InternalIP is passed over for the next usable one of its family', () => {
+    const d = desired([self, node('b', ['10.244.1.0/24'], ['224.0.0.5', '172.18.0.3'])]);
+    expect(d.routes).toEqual([{ dst: '10.244.1.0/24', via: '172.18.0.3', family: 4, node: 'b' }]);
+    expect(d.rejections).toEqual([]);
+  });
+
+  it('unusable InternalIPs are never looked up as peers', () => {
+    expect(calcPeerAddresses([self, node('b', ['10.244.1.0/24'], ['224.0.0.5']), node('c', ['10.244.2.0/24'], ['fe80::1', '172.18.0.4'])], 'self')).toEqual(['172.18.0.4']);
+  });
+
+  it('one bad peer costs only its own route', () => {
+    const d = desired([self, node('b', ['10.244.1.0/24'], ['172.18.0.3']), node('m', ['224.0.0.0/4'], ['172.18.0.5']), node('x', ['10.244.9.0/24'], ['255.255.255.255'])]);
+    expect(d.routes.map((r) => r.node)).toEqual(['b']);
+    expect(d.rejections.map((r) => `${r.node}:${r.reason}`)).toEqual(['m:PodCIDRReserved', 'x:InternalIPUnusable']);
+    expect(d.self.ok).toBe(true);
+  });
+});
+
+describe('calcDesired: --cluster-cidr', () => {
+  const cluster = ['10.244.0.0/16', 'fd00:10:244::/56'].map((t) => {
+    const p = parseCidr(t);
+    if (!p.ok) throw new Error(p.error);
+    return p.value;
+  });
+  const run = (nodes: NodeLike[], clusterCIDRs = cluster) =>
+    calcDesired({ nodes, selfName: 'self', localAddresses: uplink, reachability: reach(nodes), clusterCIDRs });
+
+  it('podCIDRs inside the cluster range are routed, those outside are refused with the range named', () => {
+    const d = run([self, node('b', ['10.244.1.0/24'], ['172.18.0.3']), node('c', ['10.245.1.0/24'], ['172.18.0.4']), node('g', ['8.8.8.0/24'], ['172.18.0.5'])]);
+    expect(d.routes.map((r) => r.dst)).toEqual(['10.244.1.0/24']);
+    expect(d.rejections).toMatchObject([
+      { node: 'c', reason: 'PodCIDROutsideCluster', message: expect.stringMatching(/"10\.245\.1\.0\/24" is outside the cluster's pod range 10\.244\.0\.0\/16/) },
+      { node: 'g', reason: 'PodCIDROutsideCluster' },
+    ]);
+  });
+
+  it('a family the cluster has no range for is refused', () => {
+    const d = run([self, node('b', ['10.244.1.0/24', 'fd00:10:244:1::/64'], ['172.18.0.3', 'fc00:f853:ccd:e793::3'])], cluster.slice(0, 1));
+    expect(d.routes.map((r) => r.dst)).toEqual(['10.244.1.0/24']);
+    expect(d.rejections).toMatchObject([{ node: 'b', reason: 'PodCIDROutsideCluster', podCIDR: 'fd00:10:244:1::/64', message: expect.stringMatching(/no IPv6 pod range/) }]);
+  });
+
+  it('this node\'s own podCIDR outside the range: no CNI config, peers still routed', () => {
+    const d = run([node('self', ['10.250.0.0/24'], ['172.18.0.2']), node('b', ['10.244.1.0/24'], ['172.18.0.3'])]);
+    expect(d.self).toMatchObject({ ok: false, reason: 'PodCIDROutsideCluster', message: expect.stringMatching(/^this node: /) });
+    expect(d.routes.map((r) => r.dst)).toEqual(['10.244.1.0/24']);
+  });
+
+  it('the memo never hands out a result computed for another cluster range', () => {
+    const memo = new NodeMemo();
+    const nodes = [self, node('c', ['10.245.1.0/24'], ['172.18.0.4'])];
+    const input = { nodes, selfName: 'self', localAddresses: uplink, reachability: reach(nodes), memo };
+    expect(calcDesired({ ...input, clusterCIDRs: cluster }).routes).toEqual([]);
+    expect(calcDesired(input).routes.map((r) => r.dst)).toEqual(['10.245.1.0/24']);
+    expect(calcDesired({ ...input, clusterCIDRs: cluster }).rejections).toMatchObject([{ node: 'c', reason: 'PodCIDROutsideCluster' }]);
+  });
+});
+
+describe('calcDesired: this node\'s own podCIDR against its own networks', () => {
+  it('a podCIDR equal to the node network is refused: no CNI config, no masquerade exemption for it', () => {
+    const me = node('self', ['172.18.0.0/16'], ['172.18.0.2']);
+    const d = desired([me, node('b', ['10.244.1.0/24'], ['172.18.0.3'])]);
+    expect(d.self).toMatchObject({ ok: false, reason: 'PodCIDROverlap', message: expect.stringMatching(/this node: podCIDR "172\.18\.0\.0\/16" overlaps 172\.18\.0\.0\/16 on this node's interface eth0/) });
+    expect(d.clusterPodCIDRs.v4).toEqual(['10.244.1.0/24']);
+    expect(d.routes.map((r) => r.dst)).toEqual(['10.244.1.0/24']);
+  });
+
+  it('a podCIDR holding this node\'s InternalIP is refused even when the addresses are not known', () => {
+    const me = node('self', ['172.18.0.0/24'], ['172.18.0.2']);
+    expect(calcSelf([me], 'self').self).toMatchObject({ ok: false, reason: 'PodCIDROverlap', message: expect.stringMatching(/holds this node's InternalIP 172\.18\.0\.2/) });
+  });
+
+  it('reserved space is refused for this node too', () => {
+    expect(calcSelf([node('self', ['224.1.0.0/24'], ['172.18.0.2'])], 'self').self).toMatchObject({ ok: false, reason: 'PodCIDRReserved' });
+  });
+
+  it('the pod bridge\'s gateway inside the podCIDR is fine; another interface there is a conflict', () => {
+    expect(calcSelf([self], 'self', { localAddresses: uplink, podInterface: 'podnet0' }).self).toMatchObject({ ok: true });
+    expect(calcSelf([self], 'self', { localAddresses: uplink, podInterface: 'cni0' }).self).toMatchObject({
+      ok: false,
+      reason: 'PodCIDROverlap',
+      message: expect.stringMatching(/overlaps 10\.244\.0\.0\/24 on this node's interface podnet0/),
+    });
+  });
+
+  it('the uplink is the interface holding the InternalIP', () => {
+    expect(desired([self]).uplink).toEqual({ ifname: 'eth0', mtu: 1500 });
   });
 });
 

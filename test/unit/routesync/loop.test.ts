@@ -1,8 +1,9 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../../lib/cni/log.js';
+import { parseNetwork as parseCidr } from '../../../lib/addr/addr.js';
 import { DEFAULT_TEMPLATE, type ConflistTemplate } from '../../../routesync/conflist.js';
 import type { HostNet, KernelRoute } from '../../../routesync/host-net.js';
 import { RouteSyncLoop } from '../../../routesync/loop.js';
@@ -234,6 +235,65 @@ describe('RouteSyncLoop (fake kernel, fake source)', () => {
     loop.trigger(true);
     await waitFor('error', () => (metrics.reconcileErrors.get('conflist') ?? 0) >= 1);
     expect(conf().cniVersions).toEqual(['1.0.0', '1.1.0']); // the last good config stays
+  });
+
+  it('one bad peer never makes this node not ready: it is rejected, the others are routed', async () => {
+    loop.start();
+    source.set([
+      node('self', '10.244.0.0/24', '172.18.0.2'),
+      node('b', '10.244.1.0/24', '172.18.0.3'),
+      node('mcast-ip', '10.244.2.0/24', '224.0.0.5'),
+      node('bcast-ip', '10.244.3.0/24', '255.255.255.255'),
+      node('mcast-cidr', '224.0.0.0/4', '172.18.0.6'),
+      node('wide', '8.0.0.0/7', '172.18.0.7'),
+    ]);
+    await waitFor('converged', () => loop.status().converged);
+    expect(net.ours()).toEqual(['10.244.1.0/24 via 172.18.0.3']);
+    const rejected = new Map(logs.filter((l) => l.msg === 'node rejected').map((l) => [l.node, l.reason]));
+    expect(Object.fromEntries(rejected)).toEqual({ 'mcast-ip': 'InternalIPUnusable', 'bcast-ip': 'InternalIPUnusable', 'mcast-cidr': 'PodCIDRReserved', wide: 'PodCIDRTooBroad' });
+    expect(metrics.reconcileErrors.size).toBe(0);
+    expect(loop.status()).toMatchObject({ converged: true, rejected: 4, routes: 1 });
+  });
+
+  it('a route blocked by another owner\'s route is a condition (not converged) until that route goes', async () => {
+    net.table.push({ dst: '10.244.1.0/24', family: 4, gateway: '172.18.0.9', dev: 'eth0', protocol: '4', metric: 0, type: 'unicast' });
+    loop.start();
+    source.set([node('self', '10.244.0.0/24', '172.18.0.2'), node('b', '10.244.1.0/24', '172.18.0.3')]);
+    await waitFor('pass', () => loop.status().lastPassAt !== undefined);
+    expect(loop.status()).toMatchObject({ converged: false });
+    expect(loop.status().problems).toEqual([expect.stringMatching(/^route conflict: 10\.244\.1\.0\/24 of node "b" is held by a route of another owner \(proto 4 via 172\.18\.0\.9 dev eth0\)/)]);
+    expect(metrics.reconcileErrors.size).toBe(0); // nothing to retry: the other owner decides
+    expect(logs.filter((l) => String(l.msg).startsWith('route conflict:'))).toHaveLength(1);
+    loop.trigger(true);
+    await waitFor('second pass', () => logs.filter((l) => l.msg === 'reconciled').length >= 2);
+    expect(logs.filter((l) => String(l.msg).startsWith('route conflict:'))).toHaveLength(1); // logged once
+    net.table = net.table.filter((r) => r.protocol !== '4');
+    loop.trigger(true);
+    await waitFor('converged', () => loop.status().converged);
+    expect(net.ours()).toEqual(['10.244.1.0/24 via 172.18.0.3']);
+    expect(logs.some((l) => l.msg === 'route conflict cleared' && l.dst === '10.244.1.0/24')).toBe(true);
+  });
+
+  it('--cluster-cidr: podCIDRs outside the cluster range are refused; this node outside it gets no CNI config', async () => {
+    await loop.stop();
+    const cluster = parseCidr('10.244.0.0/16');
+    if (!cluster.ok) throw new Error(cluster.error);
+    const opts = { nodeName: 'self', cniConfDir: join(dir, 'net.d'), writeConflist: true, template: structuredClone(DEFAULT_TEMPLATE) as unknown as ConflistTemplate, sysctlRoot: join(dir, 'sys'), brNetfilter: true, routeProtocol: 112, resyncMs: 60_000, debounceMs: 1, clusterCIDRs: [cluster.value] };
+    loop = new RouteSyncLoop({ source, net, masq: new NoMasq(), metrics, log: createLogger({ level: 'debug', write: (l) => logs.push(JSON.parse(l)) }), pluginVersions: async (type) => versions.get(type), options: opts });
+    const r = await loop.reconcileNodes([node('self', '10.244.0.0/24', '172.18.0.2'), node('b', '10.244.1.0/24', '172.18.0.3'), node('out', '10.99.1.0/24', '172.18.0.4')], true);
+    expect(r.errors).toEqual([]);
+    expect(r.conditions).toEqual([]);
+    expect(net.ours()).toEqual(['10.244.1.0/24 via 172.18.0.3']);
+    expect(r.desired?.rejections).toMatchObject([{ node: 'out', reason: 'PodCIDROutsideCluster' }]);
+    const s = await loop.reconcileNodes([node('self', '10.99.0.0/24', '172.18.0.2'), node('b', '10.244.1.0/24', '172.18.0.3')], true);
+    expect(s.conditions).toEqual([expect.stringMatching(/^PodCIDROutsideCluster: this node: podCIDR "10\.99\.0\.0\/24" is outside the cluster's pod range 10\.244\.0\.0\/16 .*; CNI config not written$/)]);
+  });
+
+  it('this node\'s podCIDR equal to its own network: no CNI config written, not ready', async () => {
+    const r = await loop.reconcileNodes([node('self', '172.18.0.0/16', '172.18.0.2'), node('b', '10.244.1.0/24', '172.18.0.3')], true);
+    expect(r.conditions).toEqual([expect.stringMatching(/^PodCIDROverlap: this node: podCIDR "172\.18\.0\.0\/16" overlaps 172\.18\.0\.0\/16 on this node's interface eth0/)]);
+    expect(existsSync(join(dir, 'net.d/10-podnet.conflist'))).toBe(false);
+    expect(net.ours()).toEqual(['10.244.1.0/24 via 172.18.0.3']);
   });
 
   it('stop() returns promptly and leaves routes in place', async () => {

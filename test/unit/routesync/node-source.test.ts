@@ -2,7 +2,10 @@ import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FileNodeSource, KubeNodeSource, backoffDelay, loadKubeConfig, parseNodeList, slimNode } from '../../../routesync/node-source.js';
+import { FileNodeSource, parseNodeList } from '../../../routesync/file-node-source.js';
+import { KubeNodeSource, slimNode } from '../../../routesync/kube-node-source.js';
+import { loadKubeConfig } from '../../../routesync/kubeconfig.js';
+import { backoffDelay } from '../../../routesync/scheduler.js';
 import type { NodeLike } from '../../../routesync/types.js';
 import { FakeApiServer, makeNode } from '../../helpers/fake-apiserver.js';
 
@@ -176,6 +179,12 @@ describe('parseNodeList', () => {
     expect(() => parseNodeList('{ bad', 'f.json')).toThrow(/failed to parse nodes file "f.json"/);
     expect(() => parseNodeList('', 'f.json')).toThrow(/expected a NodeList/);
   });
+  it('refuses a list whose items are not Node objects (never an empty cluster)', () => {
+    expect(() => parseNodeList('{"items":[1,2,"x",null]}', 'f.json')).toThrow(/failed to parse nodes file "f.json": item 0 is 1, not a Node object/);
+    expect(() => parseNodeList(JSON.stringify({ items: [makeNode('a'), null] }), 'f.json')).toThrow(/item 1 is null/);
+    expect(() => parseNodeList('- [1]\n', 'f.yaml')).toThrow(/item 0 is \[1\]/);
+    expect(() => parseNodeList('items: ["x"]\n', 'f.yaml')).toThrow(/item 0 is "x"/);
+  });
 });
 
 describe('FileNodeSource', () => {
@@ -196,6 +205,11 @@ describe('FileNodeSource', () => {
       await waitFor('error', () => errors.length > 0);
       expect(names(src.nodes())).toEqual(['a', 'b']);
       expect(errors[0]?.message).toContain(`failed to parse nodes file "${file}"`);
+      writeFileSync(file, '{"items":[1,2,"x",null]}');
+      await waitFor('second error', () => errors.length > 1);
+      expect(errors[1]?.message).toMatch(/item 0 is 1, not a Node object/);
+      expect(names(src.nodes())).toEqual(['a', 'b']);
+      await expect(src.listOnce()).rejects.toThrow(/not a Node object/);
       writeFileSync(file, 'items: []\n');
       await waitFor('empty', () => src.nodes().length === 0);
     } finally {

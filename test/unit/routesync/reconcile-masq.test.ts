@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { AsyncRunner } from '../../../lib/linux/ip-async.js';
+import type { Runner as AsyncRunner } from '../../../lib/linux/exec.js';
 import { IptablesMasq, NftMasq, calcIptablesRestore, calcNftScript, readNftState, selectMasq } from '../../../routesync/reconcile-masq.js';
 
 /** A runner that records commands and answers from a script of results. */
@@ -7,8 +7,9 @@ function recorder(answer: (file: string, args: readonly string[], input?: string
   const calls: { file: string; args: string[]; input: string | undefined }[] = [];
   const runner: AsyncRunner = {
     async run(file, args, opts = {}) {
-      calls.push({ file, args: [...args], input: opts.input });
-      const a = answer(file, args, opts.input);
+      const input = opts.input === undefined ? undefined : String(opts.input);
+      calls.push({ file, args: [...args], input });
+      const a = answer(file, args, input);
       return { code: a.code, stdout: a.stdout ?? '', stderr: a.stderr ?? '' };
     },
   };

@@ -1,9 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { HostNet, KernelRoute } from '../../../routesync/host-net.js';
-import { toKernelRoute } from '../../../routesync/host-net.js';
+import { IprouteCli, toKernelRoute } from '../../../routesync/host-net.js';
 import { RouteReconciler, calcRouteChanges, routeLines } from '../../../routesync/reconcile-routes.js';
 import type { DesiredRoute } from '../../../routesync/types.js';
-import { parseBatchFailures } from '../../../lib/linux/ip-async.js';
 
 const P = 112;
 const want = (dst: string, via: string, node = 'n'): DesiredRoute => ({ dst, via, family: dst.includes(':') ? 6 : 4, node });
@@ -173,12 +172,33 @@ describe('RouteReconciler', () => {
 });
 
 describe('iproute2 output parsing', () => {
-  it('maps batch failures to their line', () => {
-    const m = parseBatchFailures('Error: Nexthop has invalid gateway.\nCommand failed -:2\nRTNETLINK answers: No such process\nCommand failed -:3\n');
+  it('maps batch failures to their line', async () => {
+    const inputs: string[] = [];
+    const net = new IprouteCli({
+      async run(_file, _args, opts = {}) {
+        inputs.push(String(opts.input));
+        return { code: 1, stdout: '', stderr: 'Error: Nexthop has invalid gateway.\nCommand failed -:2\nRTNETLINK answers: No such process\nCommand failed -:3\n' };
+      },
+    });
+    const m = await net.applyRoutes(['route add 10.1.0.0/24 via 172.18.0.2 proto 112 table main', 'route add 10.2.0.0/24 via 172.18.0.3 proto 112 table main', 'route del 10.3.0.0/24 proto 112 metric 0 table main']);
     expect([...m]).toEqual([
       [2, 'Error: Nexthop has invalid gateway.'],
       [3, 'RTNETLINK answers: No such process'],
     ]);
+    expect(inputs).toHaveLength(1);
+  });
+
+  it('refuses a route command that is not a well-formed route, and runs the others', async () => {
+    const inputs: string[] = [];
+    const net = new IprouteCli({
+      async run(_file, _args, opts = {}) {
+        inputs.push(String(opts.input));
+        return { code: 0, stdout: '', stderr: '' };
+      },
+    });
+    const m = await net.applyRoutes(['route add 10.1.0.0/24\nlink add x type bridge via 172.18.0.2 proto 112 table main', 'route add 010.2.0.0/24 via 172.18.0.3', 'route add 10.3.0.0/24 via 172.18.0.4 proto 112 table main']);
+    expect([...m.keys()]).toEqual([1, 2]);
+    expect(inputs).toEqual(['route add 10.3.0.0/24 via 172.18.0.4 proto 112 table main\n']);
   });
 
   it('normalises routes from ip -N -j route show', () => {

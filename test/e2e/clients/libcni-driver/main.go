@@ -2,9 +2,9 @@
 // kubelet's container runtimes (containerd's go-cni, CRI-O's ocicni) link, so podnet's plugins
 // can be tested against the real client code rather than a re-implementation of it.
 //
-// It is built offline from Debian's golang-github-appc-cni-dev:
-//
-//	GO111MODULE=off GOPATH=/usr/share/gocode go build -o libcni-driver .
+// It is a Go module pinned to the newest libcni v1 (go.mod; the version is also in
+// scripts/peers.versions), built with the machine's Go by `scripts/peers.sh libcni` into the
+// peers cache (`scripts/peers.sh --dir libcni`/bin/libcni-driver).
 //
 // Every run prints one JSON object on stdout:
 //
@@ -14,9 +14,8 @@
 //	{"verb":"info","ok":true,"info":{...}}           (library version facts and available verbs)
 //
 // ADD stores the result in libcni's cache (-cache-dir); CHECK and DEL read prevResult from that
-// cache exactly as a runtime does. GC and STATUS exist only in libcni >= 1.2; they are looked up
-// by reflection so the same source builds against older and newer libraries, and "info" says
-// which verbs this build has.
+// cache exactly as a runtime does. GC and STATUS (spec 1.1.0) go through GCNetworkList and
+// GetStatusNetworkList, as containerd 2's go-cni calls them.
 package main
 
 import (
@@ -27,7 +26,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"time"
 
@@ -44,11 +42,6 @@ type output struct {
 	Info   interface{} `json:"info,omitempty"`
 	Error  string      `json:"error,omitempty"`
 	Code   uint        `json:"code,omitempty"`
-}
-
-type gcAttachment struct {
-	ContainerID string `json:"containerID"`
-	IfName      string `json:"ifname"`
 }
 
 func main() {
@@ -98,7 +91,7 @@ func run(out *output, verb, conflist, binDirs, cacheDir, containerID, netns, ifN
 		out.Info = map[string]interface{}{
 			"specVersion":       version.Current(),
 			"supportedVersions": version.All.SupportedVersions(),
-			"verbs":             availableVerbs(cninet),
+			"verbs":             []string{"add", "check", "del", "validate", "cached", "gc", "status"},
 		}
 		return nil
 	}
@@ -106,7 +99,7 @@ func run(out *output, verb, conflist, binDirs, cacheDir, containerID, netns, ifN
 	if conflist == "" {
 		return errors.New("-conflist is required")
 	}
-	list, err := libcni.ConfListFromFile(conflist)
+	list, err := libcni.NetworkConfFromFile(conflist)
 	if err != nil {
 		return fmt.Errorf("failed to load conflist %q: %w", conflist, err)
 	}
@@ -152,63 +145,14 @@ func run(out *output, verb, conflist, binDirs, cacheDir, containerID, netns, ifN
 		out.Result = res
 		return nil
 	case "gc":
-		var valid []gcAttachment
-		if err := json.Unmarshal([]byte(attachments), &valid); err != nil {
+		args := &libcni.GCArgs{}
+		if err := json.Unmarshal([]byte(attachments), &args.ValidAttachments); err != nil {
 			return fmt.Errorf("failed to parse -valid-attachments: %w", err)
 		}
-		return callGC(ctx, cninet, list, valid)
+		return cninet.GCNetworkList(ctx, list, args)
 	case "status":
-		return callStatus(ctx, cninet, list)
+		return cninet.GetStatusNetworkList(ctx, list)
 	default:
 		return fmt.Errorf("unknown verb %q", verb)
 	}
-}
-
-// availableVerbs names the verbs this build of libcni can run.
-func availableVerbs(cninet *libcni.CNIConfig) []string {
-	verbs := []string{"add", "check", "del", "validate", "cached"}
-	v := reflect.ValueOf(cninet)
-	if v.MethodByName("GCNetworkList").IsValid() {
-		verbs = append(verbs, "gc")
-	}
-	if v.MethodByName("GetStatusNetworkList").IsValid() {
-		verbs = append(verbs, "status")
-	}
-	return verbs
-}
-
-// callGC runs GCNetworkList(ctx, list, &GCArgs{ValidAttachments: [...]}) when the library has it.
-func callGC(ctx context.Context, cninet *libcni.CNIConfig, list *libcni.NetworkConfigList, valid []gcAttachment) error {
-	m := reflect.ValueOf(cninet).MethodByName("GCNetworkList")
-	if !m.IsValid() {
-		return errors.New("this libcni has no GCNetworkList (needs libcni >= 1.2)")
-	}
-	argsType := m.Type().In(2) // *libcni.GCArgs
-	gcArgs := reflect.New(argsType.Elem())
-	field := gcArgs.Elem().FieldByName("ValidAttachments") // []types.GCAttachment
-	slice := reflect.MakeSlice(field.Type(), 0, len(valid))
-	for _, a := range valid {
-		item := reflect.New(field.Type().Elem()).Elem()
-		item.FieldByName("ContainerID").SetString(a.ContainerID)
-		item.FieldByName("IfName").SetString(a.IfName)
-		slice = reflect.Append(slice, item)
-	}
-	field.Set(slice)
-	return errorOf(m.Call([]reflect.Value{reflect.ValueOf(ctx), reflect.ValueOf(list), gcArgs}))
-}
-
-// callStatus runs GetStatusNetworkList(ctx, list) when the library has it.
-func callStatus(ctx context.Context, cninet *libcni.CNIConfig, list *libcni.NetworkConfigList) error {
-	m := reflect.ValueOf(cninet).MethodByName("GetStatusNetworkList")
-	if !m.IsValid() {
-		return errors.New("this libcni has no GetStatusNetworkList (needs libcni >= 1.2)")
-	}
-	return errorOf(m.Call([]reflect.Value{reflect.ValueOf(ctx), reflect.ValueOf(list)}))
-}
-
-func errorOf(ret []reflect.Value) error {
-	if len(ret) != 1 || ret[0].IsNil() {
-		return nil
-	}
-	return ret[0].Interface().(error)
 }

@@ -4,7 +4,7 @@ import type { NetConf } from '../../../../lib/cni/types.js';
 import { allocate, freeCounts, staleReservations } from '../../../../ipam/host-local/allocator/allocator.js';
 import { capacity, roundRobin } from '../../../../ipam/host-local/allocator/range-set.js';
 import { type IpamConf, loadIpamConf } from '../../../../ipam/host-local/config.js';
-import { formatIp, parseIp } from '../../../../ipam/host-local/ip.js';
+import { formatIp, parseIp } from '../../../../lib/addr/addr.js';
 import { MemoryStore } from '../../../../ipam/host-local/store/memory-store.js';
 
 function load(ipam: Record<string, unknown>, extra: Record<string, unknown> = {}, cniArgs = ''): IpamConf {

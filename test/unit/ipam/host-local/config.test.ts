@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../../../lib/cni/errors.js';
 import type { NetConf } from '../../../../lib/cni/types.js';
 import { DEFAULT_DATA_DIR, loadIpamConf, rangeSetText, subnetText } from '../../../../ipam/host-local/config.js';
-import { formatIp } from '../../../../ipam/host-local/ip.js';
+import { formatIp } from '../../../../lib/addr/addr.js';
 
 const conf = (ipam: unknown, extra: Record<string, unknown> = {}): NetConf =>
   ({ cniVersion: '1.0.0', name: 'net1', type: 'bridge', ipam, ...extra }) as NetConf;

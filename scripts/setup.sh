@@ -15,6 +15,11 @@ for pkg in iproute2 nftables iptables iputils-ping netcat-openbsd containernetwo
   gcc libc6-dev pkg-config libseccomp-dev; do
   have "$pkg" || need+=("$pkg")
 done
+# The Kubernetes cluster (npm run cluster, test/cluster): kube-proxy's conntrack, the images' curl,
+# nc, dash and busybox, gcc + libc6-dev for the static pause binary, openssl for the certificates.
+for pkg in conntrack curl netcat-openbsd dash busybox-static gcc libc6-dev openssl; do
+  have "$pkg" || need+=("$pkg")
+done
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   apt-get update -qq

@@ -69,6 +69,8 @@ function loadRange(raw: unknown, where: string): Range {
   const { family } = cidr.addr;
   const bits = familyBits(family);
   if (cidr.prefix > bits - 2) invalid(`${where}: network ${subnetRaw} too small to allocate from`);
+  // The whole address space is a default route, not a pod subnet (a pod once got 0.0.0.2/0).
+  if (cidr.prefix === 0) invalid(`${where}: network ${subnetRaw} is the whole address space, not a subnet to allocate from`);
   const mask = hostMask(family, cidr.prefix);
   const network = cidr.addr.value & ~mask;
   if (network !== cidr.addr.value) {
@@ -89,6 +91,8 @@ function loadRange(raw: unknown, where: string): Range {
   };
   const gw = addrKey('gateway');
   if (gw && gw.family !== family) invalid(`${where}.gateway ${formatIp(gw)} is not in the address family of ${net}`);
+  // A gateway outside the subnet makes the bridge (isGateway) route a network that is not the pods'.
+  if (gw && !inSubnet(gw)) invalid(`${where}.gateway ${formatIp(gw)} not in network ${net}`);
   const rs = addrKey('rangeStart');
   if (rs && !inSubnet(rs)) invalid(`${where}.rangeStart ${formatIp(rs)} not in network ${net}`);
   const re = addrKey('rangeEnd');

@@ -7,7 +7,7 @@ import { capacity } from './allocator/range-set.js';
 import { type IpamConf, loadIpamConf, rangeSetText } from './config.js';
 import { formatIp, parseCidr, parseIp } from '../../lib/addr/addr.js';
 import { readResolvConf } from './resolv-conf.js';
-import { DiskStore, type DiskStoreOptions, type PausePoint } from './store/disk-store.js';
+import { DiskStore, type DiskStoreOptions } from './store/disk-store.js';
 import type { Store } from './store/store.js';
 
 /**
@@ -18,33 +18,12 @@ import type { Store } from './store/store.js';
 export interface HostLocalDeps {
   /** The store for a config; defaults to the DiskStore under `dataDir/<network>`. */
   store?: (conf: IpamConf, args: CmdArgs) => Store;
+  /** Options of the default DiskStore (tests: lock timeout, pause points; see test-hooks.ts). */
+  diskOptions?: (args: CmdArgs) => DiskStoreOptions;
 }
-
-/**
- * Test-only knobs, read from the invocation's env (never set by runtimes):
- *   PODNET_TEST_PAUSE=<point>:<ms>     stop at a PausePoint for ms (logs "test pause" first)
- *   PODNET_TEST_LOCK_TIMEOUT_MS=<ms>   give up waiting for the store lock sooner
- */
-function diskOptions(args: CmdArgs): DiskStoreOptions {
-  const opts: DiskStoreOptions = {};
-  const timeout = Number(args.env.PODNET_TEST_LOCK_TIMEOUT_MS);
-  if (Number.isInteger(timeout) && timeout > 0) opts.lockTimeoutMs = timeout;
-  const pause = /^(locked|after-index|after-ip):([0-9]+)$/.exec(args.env.PODNET_TEST_PAUSE ?? '');
-  if (pause) {
-    const [, at, ms] = pause;
-    opts.pause = (point: PausePoint) => {
-      if (point !== at) return;
-      args.log.warn('test pause', { point, ms: Number(ms) });
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Number(ms));
-    };
-  }
-  return opts;
-}
-
-const defaultStore = (conf: IpamConf, args: CmdArgs): Store => new DiskStore(conf.dataDir, conf.name, diskOptions(args));
 
 export function createHostLocalPlugin(deps: HostLocalDeps = {}): PluginFuncs {
-  const storeFor = deps.store ?? defaultStore;
+  const storeFor = deps.store ?? ((conf: IpamConf, args: CmdArgs): Store => new DiskStore(conf.dataDir, conf.name, deps.diskOptions?.(args) ?? {}));
 
   async function add(args: CmdArgs): Promise<Result> {
     const conf = loadIpamConf(args.netConf, args.args);

@@ -7,22 +7,31 @@
 // PBR_BENCH_ALT=/path/to/another/podnet adds that build as "podnet (alt)", to compare two
 // builds of podnet within one run (the machine is shared: runs apart are not comparable).
 //
+// The floor: dist/bench/podnet-empty, an empty single executable built exactly as podnet is (same
+// Node, same SEA options), run in the same wrapper, interleaved with the others. What podnet costs
+// beyond it is podnet's own: add_excess = (podnet ADD p50 − empty p50) / reference ADD p50, and
+// par40_excess the same for 40 at once (wall). CPU time (user + sys of the plugin and everything
+// it runs, from this process's reaped-children counters) is printed per ADD and per DEL.
+//
 // The outer process makes the node namespace and re-runs this script inside it (`ip netns exec`,
 // which also remounts /sys as a runtime's node has it), so plugin spawns are timed without any
 // wrapper process.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DIST_BIN, debianCniBin } from '../helpers/env.js';
+import { DIST_BENCH, DIST_BIN, debianCniBin } from '../helpers/env.js';
 import { UPSTREAM_CNI_VERSION, upstreamCniBin } from '../helpers/peers.js';
 import { PLUGIN_NAMES } from '../../plugins/registry.js';
 
 const DIST = join(DIST_BIN, 'podnet');
+const EMPTY = join(DIST_BENCH, 'podnet-empty');
 const REF_LABEL = `ref ${UPSTREAM_CNI_VERSION}`;
 const DEBIAN_LABEL = 'Debian 1.1.1';
 const ITER = Number(process.env.PBR_BENCH_ITER ?? 30);
 const PAR = 40;
+/** Clock ticks per second of /proc/<pid>/stat times (USER_HZ: 100 on Linux). */
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 
 function sh(file: string, args: string[], input = ''): string {
   const r = spawnSync(file, args, { input, encoding: 'utf8' });
@@ -135,14 +144,26 @@ async function inner(): Promise<void> {
     pods.push(name);
     return `/var/run/netns/${name}`;
   };
-  const invoke = (impl: Impl, cmd: string, id: string, netns: string): number => {
+  /** CPU time (ms) of this process's reaped children, user + sys (/proc/self/stat cutime, cstime). */
+  const childCpuMs = (): number => {
+    const f = readFileSync('/proc/self/stat', 'utf8').split(') ')[1]?.split(' ') ?? [];
+    return ((Number(f[13]) + Number(f[14])) * 1000) / CLK_TCK;
+  };
+  const cpu: Record<string, number> = {};
+  const invoke = (impl: Impl, cmd: string, id: string, netns: string, record = true): number => {
     const env = { ...impl.env, CNI_COMMAND: cmd, CNI_CONTAINERID: id, CNI_NETNS: netns };
+    const c0 = childCpuMs();
     const t0 = process.hrtime.bigint();
     const r = spawnSync(impl.file, [], { input: JSON.stringify(impl.conf), env, encoding: 'utf8' });
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
     if (r.status !== 0) throw new Error(`${impl.label} ${cmd} ${id} failed: ${r.stdout} ${r.stderr}`);
+    if (record) cpu[`${impl.label} ${cmd}`] = (cpu[`${impl.label} ${cmd}`] ?? 0) + childCpuMs() - c0;
     return ms;
   };
+  // The floor, in the same wrapper: same env and stdin as podnet's ADD.
+  const podnetImpl = impls.find((i) => i.label === 'podnet') as Impl;
+  const floor: Impl = { label: 'empty executable', file: EMPTY, conf: podnetImpl.conf, env: baseEnv };
+  const hasFloor = existsSync(EMPTY);
   const q = (xs: number[], p: number): number => {
     const s = [...xs].sort((a, b) => a - b);
     return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
@@ -160,7 +181,8 @@ async function inner(): Promise<void> {
       }
     }
 
-    // Sequential ADD then DEL, interleaved between implementations; 3 warm-up rounds first.
+    // Sequential ADD then DEL, interleaved between implementations (and the floor); 3 warm-up
+    // rounds first.
     const add: Record<string, number[]> = {};
     const del: Record<string, number[]> = {};
     const made: { impl: Impl; id: string; netns: string }[] = [];
@@ -168,13 +190,17 @@ async function inner(): Promise<void> {
       for (const impl of impls) {
         const netns = newPod();
         const id = `pbrb-${impl.label.replace(/\W/g, '')}-${i + 3}`;
-        const ms = invoke(impl, 'ADD', id, netns);
+        const ms = invoke(impl, 'ADD', id, netns, i >= 0);
         if (i >= 0) (add[impl.label] ??= []).push(ms);
         made.push({ impl, id, netns });
+        if (hasFloor && impl === podnetImpl) {
+          const floorMs = invoke(floor, 'ADD', id, netns, i >= 0);
+          if (i >= 0) (add[floor.label] ??= []).push(floorMs);
+        }
       }
     }
     for (const [i, m] of made.entries()) {
-      const ms = invoke(m.impl, 'DEL', m.id, m.netns);
+      const ms = invoke(m.impl, 'DEL', m.id, m.netns, i >= 3 * impls.length);
       if (i >= 3 * impls.length) (del[m.impl.label] ??= []).push(ms);
     }
 
@@ -185,10 +211,14 @@ async function inner(): Promise<void> {
     };
     console.log(`process start (VERSION), ${start[REF_LABEL]?.length} runs:`);
     for (const [l] of starters) console.log(row(l, start[l], start[REF_LABEL]));
-    console.log(`ADD, ${ITER} runs each (fresh pod netns, ipMasq, isGateway, cniVersion 1.0.0):`);
-    for (const impl of impls) console.log(row(impl.label, add[impl.label], add[REF_LABEL]));
+    const cpuText = (label: string, cmd: string, n: number) => {
+      const total = cpu[`${label} ${cmd}`];
+      return total === undefined ? '' : `   cpu ${(total / n).toFixed(1).padStart(5)} ms`;
+    };
+    console.log(`ADD, ${ITER} runs each (fresh pod netns, ipMasq, isGateway, cniVersion 1.0.0); cpu = mean user+sys:`);
+    for (const impl of [...impls, ...(hasFloor ? [floor] : [])]) console.log(row(impl.label, add[impl.label], add[REF_LABEL]) + cpuText(impl.label, 'ADD', ITER));
     console.log(`DEL, ${ITER} runs each:`);
-    for (const impl of impls) console.log(row(impl.label, del[impl.label], del[REF_LABEL]));
+    for (const impl of impls) console.log(row(impl.label, del[impl.label], del[REF_LABEL]) + cpuText(impl.label, 'DEL', ITER));
 
     // 40 parallel ADDs, then 40 parallel DELs, each implementation on its own (fresh) bridge.
     console.log(`${PAR} parallel ADDs / DELs (wall time):`);
@@ -217,9 +247,27 @@ async function inner(): Promise<void> {
       const delMs = await runAll('DEL');
       wall[impl.label] = [addMs, delMs];
     }
+    // The floor: 40 empty executables at once, same wrapper.
+    const floorPar = hasFloor
+      ? await (() => {
+          const t0 = process.hrtime.bigint();
+          return Promise.all(
+            Array.from(
+              { length: PAR },
+              () =>
+                new Promise<void>((res, rej) => {
+                  const c = spawn(EMPTY, [], { env: { ...floor.env, CNI_COMMAND: 'ADD' } });
+                  c.on('close', (code) => (code === 0 ? res() : rej(new Error(`empty executable exited ${code}`))));
+                  c.stdin.end(JSON.stringify(floor.conf));
+                }),
+            ),
+          ).then(() => Number(process.hrtime.bigint() - t0) / 1e6);
+        })()
+      : NaN;
     const [ra, rd] = wall[REF_LABEL] ?? [NaN, NaN];
     const [pa] = wall.podnet ?? [NaN, NaN];
     console.log(`  ${REF_LABEL.padEnd(20)} ADD ${ra.toFixed(0).padStart(5)} ms   DEL ${rd.toFixed(0).padStart(5)} ms`);
+    if (hasFloor) console.log(`  ${floor.label.padEnd(20)} run ${floorPar.toFixed(0).padStart(5)} ms`);
     for (const l of [DEBIAN_LABEL, 'podnet', 'podnet + ref IPAM', ...(alt ? ['podnet (alt)'] : [])]) {
       const [a, d] = wall[l] ?? [NaN, NaN];
       console.log(`  ${l.padEnd(20)} ADD ${a.toFixed(0).padStart(5)} ms   DEL ${d.toFixed(0).padStart(5)} ms   ${(a / ra).toFixed(2)}× / ${(d / rd).toFixed(2)}× ${REF_LABEL}`);
@@ -230,6 +278,19 @@ async function inner(): Promise<void> {
     console.log(`  ADD p50 ≤ 1.3× ref: ${(p50(add, 'podnet') / p50(add, REF_LABEL)).toFixed(2)}×   (Debian 1.1.1: ${(p50(add, DEBIAN_LABEL) / p50(add, REF_LABEL)).toFixed(2)}×)`);
     console.log(`  DEL p50 ≤ 1.0× ref: ${(p50(del, 'podnet') / p50(del, REF_LABEL)).toFixed(2)}×   (Debian 1.1.1: ${(p50(del, DEBIAN_LABEL) / p50(del, REF_LABEL)).toFixed(2)}×)`);
     console.log(`  ${PAR} parallel ADDs ≤ 1.0× ref: ${(pa / ra).toFixed(2)}×`);
+    if (hasFloor) {
+      // The floor goals (issue 11): what podnet does beyond Node's own start ≤ the reference's
+      // whole ADD; against the upstream reference, and Debian's 1.1.1 in parentheses.
+      const excess = (ref: string) => (p50(add, 'podnet') - p50(add, floor.label)) / p50(add, ref);
+      const parExcess = (ref: string) => (pa - floorPar) / (wall[ref]?.[0] ?? NaN);
+      console.log(`  add_excess = (podnet ADD p50 − empty p50) / ref ADD p50 ≤ 1.0: ${excess(REF_LABEL).toFixed(2)}   (Debian 1.1.1: ${excess(DEBIAN_LABEL).toFixed(2)})`);
+      console.log(
+        `  par40_excess = (podnet ${PAR} at once − ${PAR} empty at once) / ref ${PAR} at once ≤ 1.0: ${parExcess(REF_LABEL).toFixed(2)}   (Debian 1.1.1: ${parExcess(DEBIAN_LABEL).toFixed(2)})`,
+      );
+      console.log(`  DEL p50 ≤ 0.8× ref: ${(p50(del, 'podnet') / p50(del, REF_LABEL)).toFixed(2)}×`);
+    } else {
+      console.log(`  (no ${EMPTY}: run npm run build for the floor figures)`);
+    }
   } finally {
     for (const p of pods) spawnSync('ip', ['netns', 'del', p]);
     rmSync(work, { recursive: true, force: true });

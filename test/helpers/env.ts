@@ -11,6 +11,10 @@ function findRepoRoot(from: string): string {
   }
 }
 export const DIST_BIN = join(REPO_ROOT, 'dist', 'bin');
+/** Not shipped: the plugins with test hooks compiled in (scripts/build.mjs). */
+export const DIST_TEST_BIN = join(REPO_ROOT, 'dist', 'test', 'bin');
+/** Not shipped: the empty single executable, the floor of every invocation (scripts/build.mjs). */
+export const DIST_BENCH = join(REPO_ROOT, 'dist', 'bench');
 export const isRoot = process.getuid?.() === 0;
 /**
  * Debian 12's reference plugins (containernetworking-plugins 1.1.1): what a Debian node runs.

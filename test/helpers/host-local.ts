@@ -1,14 +1,19 @@
 import { existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DIST_BIN } from './env.js';
+import { DIST_BIN, DIST_TEST_BIN } from './env.js';
 
 /** Helpers for the podnet-host-local black-box tests (files only: no namespace, no root needed). */
 
 export const HOST_LOCAL = join(DIST_BIN, 'podnet-host-local');
+/**
+ * The same plugin with its test hooks compiled in (PODNET_TEST_PAUSE, PODNET_TEST_LOCK_TIMEOUT_MS;
+ * ipam/host-local/test-hooks.ts), built by `npm run build` into dist/test/bin, never shipped.
+ */
+export const HOST_LOCAL_TEST = join(DIST_TEST_BIN, 'podnet-host-local');
 
 export function assertBuilt(): void {
-  if (!existsSync(HOST_LOCAL)) throw new Error(`${HOST_LOCAL} is missing: run "npm run build" first`);
+  for (const f of [HOST_LOCAL, HOST_LOCAL_TEST]) if (!existsSync(f)) throw new Error(`${f} is missing: run "npm run build" first`);
 }
 
 /** A fresh data directory named with the test prefix; remove it with `rmSync(dir, {recursive})`. */

@@ -1,7 +1,8 @@
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runPlugin } from '../helpers/cni.js';
 import { ALL_VERSIONS, DIST_BIN, hasBuild } from '../helpers/env.js';
@@ -56,5 +57,65 @@ describe.runIf(hasBuild)('dist/bin copied out of the repository', () => {
 
   it('starts the daemon from the copy', () => {
     expect(execFileSync(join(bin, 'podnet-routesync'), ['--help'], { encoding: 'utf8' })).toContain('--nodes-file');
+  });
+});
+
+/**
+ * NODE_OPTIONS in a runtime's environment must not reach Node inside a root plugin or the
+ * daemon: `--require` would run any JavaScript as root, `--inspect` opens a debugger port.
+ * The executables are built with the SEA option execArgvExtension "none".
+ */
+describe.runIf(hasBuild)('the executables ignore NODE_OPTIONS', () => {
+  let dir: string;
+  let marker: string;
+  let hook: string;
+  let adds = 0;
+
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'pst-nodeopts-'));
+    marker = join(dir, 'required-ran');
+    hook = join(dir, 'hook.js');
+    writeFileSync(hook, `require('fs').writeFileSync(${JSON.stringify(marker)}, 'ran'); process.stderr.write('HOOK RAN\\n');\n`);
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  const cases: [string, (env: Record<string, string>) => Promise<{ code: number; stdout: string; stderr: string }>][] = [
+    ['podnet-bridge VERSION', (env) => runPlugin(join(DIST_BIN, 'podnet-bridge'), { command: 'VERSION', env }, '')],
+    ['podnet-host-local VERSION', (env) => runPlugin(join(DIST_BIN, 'podnet-host-local'), { command: 'VERSION', env }, '')],
+    [
+      'podnet-host-local ADD',
+      (env) =>
+        runPlugin(
+          join(DIST_BIN, 'podnet-host-local'),
+          { command: 'ADD', containerId: `pstopts${(adds += 1)}`, netns: '/var/run/netns/none', ifName: 'eth0', env },
+          { cniVersion: '1.0.0', name: 'pstopts', type: 'podnet-host-local', ipam: { type: 'podnet-host-local', dataDir: join(dir, 'ipam'), subnet: '10.124.0.0/24' } },
+        ),
+    ],
+    [
+      'podnet-routesync --help',
+      async (env) => {
+        const r = await execa(join(DIST_BIN, 'podnet-routesync'), ['--help'], { env: { PATH: process.env.PATH ?? '', ...env }, extendEnv: false, reject: false });
+        return { code: r.exitCode ?? -1, stdout: r.stdout, stderr: r.stderr };
+      },
+    ],
+  ];
+
+  it.each(cases)('%s: --require runs nothing', async (_name, run) => {
+    const r = await run({ NODE_OPTIONS: `--require=${hook}` });
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stderr).not.toContain('HOOK RAN');
+    expect(existsSync(marker)).toBe(false);
+  });
+
+  it.each(cases)('%s: --inspect opens no debugger', async (_name, run) => {
+    const r = await run({ NODE_OPTIONS: '--inspect=127.0.0.1:0' });
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stderr).not.toContain('Debugger listening');
+  });
+
+  it('the check itself works: the same hook runs under a plain node', async () => {
+    const r = await execa(process.execPath, ['-e', '0'], { env: { NODE_OPTIONS: `--require=${hook}` }, reject: false });
+    expect(r.stderr).toContain('HOOK RAN');
+    rmSync(marker, { force: true });
   });
 });

@@ -2,8 +2,9 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { ErrorCode } from '../../lib/cni/errors.js';
 import { runPlugin } from '../helpers/cni.js';
-import { HOST_LOCAL, assertBuilt, indexEntries, removeDir, reservations, tempDataDir } from '../helpers/host-local.js';
+import { HOST_LOCAL, HOST_LOCAL_TEST, assertBuilt, indexEntries, removeDir, reservations, tempDataDir } from '../helpers/host-local.js';
 
 // Many processes on one store at once, and processes killed with SIGKILL at chosen points:
 // the store stays consistent, the lock is recovered, DEL and GC clean up.
@@ -37,7 +38,7 @@ const run = (command: string, containerId: string, config: unknown = conf()) =>
 
 /** Start ADD paused at `point`, wait until it says so (it then holds the lock), and SIGKILL it. */
 async function killAt(point: 'locked' | 'after-ip' | 'after-index', containerId: string): Promise<void> {
-  const p = execa(HOST_LOCAL, [], {
+  const p = execa(HOST_LOCAL_TEST, [], {
     input: JSON.stringify(conf()),
     env: env('ADD', containerId, { PODNET_TEST_PAUSE: `${point}:60000` }),
     extendEnv: false,
@@ -171,5 +172,103 @@ describe('podnet-host-local under concurrency', () => {
     expect(indexEntries(dataDir, NET)).toEqual([]);
     const last = readFileSync(join(dataDir, NET, 'last_reserved_ip.0'), 'utf8');
     expect(last).toMatch(/^10\.60\.\d+\.\d+$/);
+  });
+});
+
+/** Start a test-build ADD paused at `point` for `ms`; resolves once it says so. */
+async function startPaused(containerId: string, point: 'locked' | 'after-ip', ms: number) {
+  const p = execa(HOST_LOCAL_TEST, [], { input: JSON.stringify(conf()), env: env('ADD', containerId, { PODNET_TEST_PAUSE: `${point}:${ms}` }), extendEnv: false, reject: false });
+  await new Promise<void>((resolve, reject) => {
+    let seen = '';
+    const timer = setTimeout(() => reject(new Error(`${containerId} never paused: ${seen}`)), 20_000);
+    p.stderr?.on('data', (d: Buffer) => {
+      seen += d.toString();
+      if (seen.includes('"test pause"')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+  // Wrapped: an async function returning the (thenable) process would wait for its exit.
+  return { proc: p };
+}
+
+describe('a stale lock holder that resumes', () => {
+  it.each(['locked', 'after-ip'] as const)(
+    'stopped at "%s" past the takeover: B takes over, C enters, A resumes and aborts (11) without writing or unlocking; D cannot enter while C is inside',
+    async (point) => {
+      expect((await run('ADD', 'before')).code).toBe(0);
+      const { proc: a } = await startPaused('holderA', point, 200);
+      a.kill('SIGSTOP');
+      try {
+        // B waits until A's lock is stale (A, stopped, refreshes nothing), takes it over, finishes.
+        const b = await run('ADD', 'takerB');
+        expect(b.code, b.stdout).toBe(0);
+        const { proc: c } = await startPaused('insideC', 'locked', 60_000);
+        try {
+          a.kill('SIGCONT');
+          const ra = await a;
+          expect(ra.exitCode, ra.stdout).not.toBe(0);
+          expect(JSON.parse(ra.stdout)).toMatchObject({ code: ErrorCode.TryAgainLater, msg: expect.stringContaining('taken over by another process') });
+          // C's lock is still in place: D gives up instead of entering beside C.
+          const d = await execa(HOST_LOCAL_TEST, [], { input: JSON.stringify(conf()), env: env('ADD', 'enterD', { PODNET_TEST_LOCK_TIMEOUT_MS: '500' }), extendEnv: false, reject: false });
+          expect(JSON.parse(d.stdout), d.stdout).toMatchObject({ code: ErrorCode.TryAgainLater });
+        } finally {
+          c.kill('SIGKILL');
+          await c;
+        }
+      } finally {
+        a.kill('SIGCONT');
+        a.kill('SIGKILL');
+        await a;
+      }
+      const owners = Object.values(reservations(dataDir, NET));
+      expect(owners.filter((o) => o.startsWith('holderA'))).toEqual([]);
+      expect(owners.sort()).toEqual(['before\r\neth0', 'before\r\neth0', 'takerB\r\neth0', 'takerB\r\neth0']);
+      // After C's (killed) lock goes stale, the store works and is consistent.
+      expect((await run('ADD', 'afterE')).code).toBe(0);
+      expect(indexEntries(dataDir, NET)).toEqual(['afterE:eth0', 'before:eth0', 'takerB:eth0']);
+      expectConsistent();
+    },
+  );
+});
+
+describe('test hooks are compiled out of the shipped executable', () => {
+  /** Start a test-build ADD that holds the lock (paused at "locked") until killed. */
+  async function holdLock(containerId: string) {
+    const p = execa(HOST_LOCAL_TEST, [], { input: JSON.stringify(conf()), env: env('ADD', containerId, { PODNET_TEST_PAUSE: 'locked:60000' }), extendEnv: false, reject: false });
+    await new Promise<void>((resolve, reject) => {
+      let seen = '';
+      const timer = setTimeout(() => reject(new Error(`holder never paused: ${seen}`)), 20_000);
+      p.stderr?.on('data', (d: Buffer) => {
+        seen += d.toString();
+        if (seen.includes('"test pause"')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+    // Wrapped: an async function returning the (thenable) process would wait for its exit.
+    return { proc: p };
+  }
+
+  it('PODNET_TEST_LOCK_TIMEOUT_MS: the test build gives up (11), the shipped one waits and takes the stale lock over', async () => {
+    const { proc: holder } = await holdLock('holder');
+    try {
+      const knob = { PODNET_TEST_LOCK_TIMEOUT_MS: '300' };
+      const test = await execa(HOST_LOCAL_TEST, [], { input: JSON.stringify(conf()), env: env('ADD', 'viaTest', knob), extendEnv: false, reject: false });
+      expect(JSON.parse(test.stdout)).toMatchObject({ code: 11 });
+      const shipped = await execa(HOST_LOCAL, [], { input: JSON.stringify(conf()), env: env('ADD', 'viaShipped', knob), extendEnv: false, reject: false });
+      expect(shipped.exitCode, shipped.stdout).toBe(0);
+    } finally {
+      holder.kill('SIGKILL');
+      await holder;
+    }
+  });
+
+  it('PODNET_TEST_PAUSE: the shipped executable never pauses', async () => {
+    const r = await execa(HOST_LOCAL, [], { input: JSON.stringify(conf()), env: env('ADD', 'nopause', { PODNET_TEST_PAUSE: 'locked:60000' }), extendEnv: false, reject: false, timeout: 30_000 });
+    expect(r.exitCode, r.stdout).toBe(0);
+    expect(r.stderr).not.toContain('test pause');
   });
 });

@@ -169,6 +169,20 @@ describe('podnet-host-local: bad input changes nothing', () => {
     }
   });
 
+  it('configs that cannot work: subnet 0.0.0.0/0, a gateway outside its subnet: 7, nothing reserved', async () => {
+    before = snapshot(dataDir);
+    const conf = good();
+    const ipam = conf.ipam as object;
+    for (const [bad, msg] of [
+      [{ subnet: '0.0.0.0/0' }, /0\.0\.0\.0\/0 is the whole address space/],
+      [{ subnet: '192.168.77.0/24', gateway: '10.22.0.1' }, /gateway 10\.22\.0\.1 not in network 192\.168\.77\.0\/24/],
+      [{ subnet: undefined, ranges: [[{ subnet: '10.22.0.0/16' }], [{ subnet: 'fd00:22::/64', gateway: 'fd00:99::1' }]] }, /gateway fd00:99::1 not in network/],
+    ] as const) {
+      await expectError(await run('ADD', { ...conf, ipam: { ...ipam, ...bad } }), ErrorCode.InvalidNetworkConfig, msg);
+    }
+    expect(snapshot(dataDir)).toEqual(before);
+  });
+
   it('network name with "/" or "..": 7, and no directory made anywhere', async () => {
     for (const name of ['../escape', 'a/b', '..']) {
       await expectError(await run('ADD', { ...good(), name }), ErrorCode.InvalidNetworkConfig, 'network name');

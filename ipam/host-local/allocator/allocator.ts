@@ -2,7 +2,7 @@ import { CniError, ErrorCode } from '../../../lib/cni/errors.js';
 import type { IpConfig } from '../../../lib/cni/types.js';
 import { type Range, type RangeSet, rangeSetText } from '../config.js';
 import { type Addr, formatCidr, formatIp, parseIp } from '../../../lib/addr/addr.js';
-import type { Owner, PickedIp, Reservation, StoreTx } from '../store/store.js';
+import { AddressTakenError, type Owner, type PickedIp, type Reservation, type StoreTx } from '../store/store.js';
 import { capacity, isAllocatable, rangeContains, rangeFor, roundRobin } from './range-set.js';
 
 /**
@@ -21,7 +21,9 @@ const fail = (code: number, setIndex: number, msg: string): never => {
 /**
  * Pick and reserve one address per range set for (containerId, ifName) and return them as
  * result IPs (address with the subnet's prefix, and the range's gateway). Reserves nothing when
- * it fails.
+ * it fails. An address another writer reserves between our look and our reservation (the
+ * reference host-local takes its own lock, not podnet's) is skipped for the next free one, as
+ * the reference's own loop does; only a requested address taken that way is an error (101).
  */
 export function allocate(
   tx: StoreTx,
@@ -34,6 +36,29 @@ export function allocate(
     const a = parseIp(r.ip);
     return a ? [a] : [];
   });
+  const requested = new Set(requestedIps.map(formatIp));
+  const takenMeanwhile = new Set<string>();
+  for (;;) {
+    const { picks, ips } = pick(tx, ranges, requestedIps, held, containerId, takenMeanwhile);
+    try {
+      tx.reserve(containerId, ifName, picks);
+      return ips;
+    } catch (e) {
+      if (!(e instanceof AddressTakenError) || requested.has(e.ip)) throw e;
+      takenMeanwhile.add(e.ip);
+    }
+  }
+}
+
+/** The addresses to reserve: one per set, requested ones first, else round-robin. */
+function pick(
+  tx: StoreTx,
+  ranges: readonly RangeSet[],
+  requestedIps: readonly Addr[],
+  held: readonly Addr[],
+  containerId: string,
+  takenMeanwhile: ReadonlySet<string>,
+): { picks: PickedIp[]; ips: IpConfig[] } {
   const requested = [...requestedIps];
   const picks: PickedIp[] = [];
   const ips: IpConfig[] = [];
@@ -68,17 +93,19 @@ export function allocate(
     let probes = 0;
     for (const c of roundRobin(set, last)) {
       const addr: Addr = { family: c.range.family, value: c.value };
+      const text = formatIp(addr);
+      if (takenMeanwhile.has(text)) continue;
       let taken: boolean;
       if (probes < PROBE_LIMIT) {
         probes += 1;
-        taken = tx.isReserved(formatIp(addr));
+        taken = tx.isReserved(text);
       } else {
         // Many taken in a row: one listing beats probing address by address.
         listed ??= listReserved(tx);
         taken = listed.get(addr.family)?.has(addr.value) ?? false;
       }
       if (taken || pickedHere(addr)) continue;
-      picks.push({ ip: formatIp(addr), setIndex });
+      picks.push({ ip: text, setIndex });
       ips.push({ address: formatCidr(addr, c.range.prefix), gateway: formatIp(c.range.gateway) });
       return;
     }
@@ -91,8 +118,7 @@ export function allocate(
       `failed to allocate all requested IPs: ${requested.map(formatIp).join(' ')} (not in any range set)`,
     );
   }
-  tx.reserve(containerId, ifName, picks);
-  return ips;
+  return { picks, ips };
 }
 
 function listReserved(tx: StoreTx): Map<4 | 6, Set<bigint>> {

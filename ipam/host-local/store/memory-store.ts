@@ -1,5 +1,4 @@
-import { CniError, ErrorCode } from '../../../lib/cni/errors.js';
-import { type Owner, type PickedIp, type Reservation, type Store, type StoreTx, ownerText, sameOwner } from './store.js';
+import { AddressTakenError, type Owner, type PickedIp, type Reservation, type Store, type StoreTx, ownerText, sameOwner } from './store.js';
 
 /** An in-memory Store with the disk store's semantics, for unit tests of the allocator. */
 export class MemoryStore implements Store {
@@ -37,7 +36,7 @@ export class MemoryStore implements Store {
     },
     reserve: (containerId, ifName, picks: readonly PickedIp[]) => {
       const taken = picks.find((p) => this.reservations.has(p.ip));
-      if (taken) throw new CniError(ErrorCode.AddressUnavailable, `requested IP address ${taken.ip} is not available`);
+      if (taken) throw new AddressTakenError(taken.ip);
       for (const p of picks) {
         this.reservations.set(p.ip, { containerId, ifName });
         this.lastReserved.set(p.setIndex, p.ip);

@@ -6,6 +6,8 @@
  * file names.
  */
 
+import { CniError, ErrorCode } from '../../../lib/cni/errors.js';
+
 /**
  * Who holds a reservation. The reference writes `<containerID>\r\n<ifname>`; files written by
  * host-local before it recorded interface names hold only the container ID (`ifName` absent).
@@ -41,8 +43,9 @@ export interface StoreTx {
   getByAttachment(containerId: string, ifName: string): Reservation[];
   /**
    * Reserve every pick for the attachment, all or none, and record each as its set's last
-   * reserved address. Throws a CniError (AddressUnavailable) naming the address when one turns
-   * out to be taken after all.
+   * reserved address. Throws AddressTakenError (code 101, naming the address) when one turns out
+   * to be taken after all — another plugin (the reference host-local locks with its own lock)
+   * may reserve between the allocator's look and this.
    */
   reserve(containerId: string, ifName: string, picks: readonly PickedIp[]): void;
   /**
@@ -85,3 +88,10 @@ export function parseOwner(content: string): Owner | undefined {
 }
 
 export const sameOwner = (a: Owner, b: Owner): boolean => ownerText(a) === ownerText(b);
+
+/** A pick that another writer reserved between the allocator's look and `reserve` (code 101). */
+export class AddressTakenError extends CniError {
+  constructor(readonly ip: string) {
+    super(ErrorCode.AddressUnavailable, `failed to reserve ${ip}: reserved meanwhile by another plugin`);
+  }
+}

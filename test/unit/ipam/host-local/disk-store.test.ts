@@ -263,4 +263,33 @@ describe('DiskStore', () => {
     expect(await s.withLock((tx) => tx.release(long, 'eth0'))).toEqual(['10.0.0.8']);
     expect(index()).toEqual([]);
   });
+
+  it('without the index (index: false) gives the same answers by walking the files, and writes no podnet/index', async () => {
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, '10.0.0.9'), 'ref\r\neth0');
+    const s = store({ index: false });
+    await s.withLock((tx) => tx.reserve('c1', 'eth0', [{ ip: '10.0.0.2', setIndex: 0 }, { ip: 'fd00::2', setIndex: 1 }]));
+    await s.withLock((tx) => {
+      expect(tx.getByAttachment('c1', 'eth0').map((r) => r.ip).sort()).toEqual(['10.0.0.2', 'fd00::2']);
+      expect(tx.getByAttachment('ref', 'eth0').map((r) => r.ip)).toEqual(['10.0.0.9']);
+    });
+    expect(await s.withLock((tx) => tx.release('ref', 'eth0'))).toEqual(['10.0.0.9']);
+    expect(await s.withLock((tx) => tx.release('c1', 'eth0'))).toEqual(expect.arrayContaining(['10.0.0.2', 'fd00::2']));
+    expect(ipFiles()).toEqual([]);
+    expect(existsSync(join(dir, INDEX_NAME))).toBe(false);
+    expect(read('last_reserved_ip.1')).toBe('fd00::2');
+  });
+
+  it('a session that fails after reserving (here: in the caller) removes its reservation files again', async () => {
+    const s = store();
+    const err = await s
+      .withLock((tx) => {
+        tx.reserve('c1', 'eth0', [{ ip: '10.0.0.2', setIndex: 0 }]);
+        throw new Error('boom');
+      })
+      .catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: ErrorCode.IoFailure, message: expect.stringContaining('boom') });
+    expect(ipFiles()).toEqual([]);
+    await s.withLock((tx) => expect(tx.getByAttachment('c1', 'eth0')).toEqual([]));
+  });
 });

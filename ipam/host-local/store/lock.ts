@@ -1,0 +1,205 @@
+/**
+ * StoreLock: the store's lock across processes, `<network>/podnet/lock`, with a takeover of
+ * locks left by dead or stalled holders that never breaks mutual exclusion.
+ *
+ * The lock is a file whose inode is the holder's identity. A process takes it by creating an
+ * empty file of its own in podnet/tmp and hard-linking it to `lock`: link(2) fails when the name
+ * exists in any form (file, directory, symlink) and never replaces anything. The holder keeps its
+ * file open, so the inode number cannot be reused while it lives, and
+ *
+ *   - refreshes the lock's mtime through that descriptor (futimes: it touches its own inode,
+ *     never whatever `lock` names by then) every staleMs/2 while its event loop runs;
+ *   - verifies, before every write to the store, that `lock` still is its inode (one lstat):
+ *     a holder that was stopped past staleMs and taken over finds another inode there and
+ *     aborts its transaction (code 11) instead of writing under someone else's lock;
+ *   - releases by renaming `lock` aside and checking that what it moved is its own inode; if it
+ *     is not (taken over meanwhile), it links it back (link never replaces: should a third
+ *     process have taken the free name in that instant, the moved holder's next verify fails).
+ *
+ * A lock whose mtime is older than staleMs is taken over the same way: rename it aside, check
+ * that the moved inode is the one judged stale, remove it — or put it back when it is not. So
+ * two processes that judge the same lock stale at once never both end up holding it.
+ *
+ * Limit: verify-then-write is two system calls; a holder frozen exactly between them (and for
+ * longer than staleMs) could still write once after losing the lock. Nothing on disk can fence
+ * that without changing the reference's layout; the window is microseconds against seconds.
+ *
+ * An empty directory at `lock` is the lock of an older podnet (proper-lockfile): honoured,
+ * judged stale by its mtime and taken over like any other.
+ */
+import { closeSync, constants, fstatSync, futimesSync, linkSync, lstatSync, openSync, renameSync, rmSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { CniError, ErrorCode, causeText } from '../../../lib/cni/errors.js';
+
+export interface LockOptions {
+  /** A lock not refreshed for this long is taken over. */
+  staleMs: number;
+  /** Give up waiting for the lock after this long: error 11. */
+  lockTimeoutMs: number;
+  /** First and largest wait between attempts (randomized, growing by half each time). */
+  retryMinMs: number;
+  retryMaxMs: number;
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+const errCode = (e: unknown): string | undefined => (e as NodeJS.ErrnoException | undefined)?.code;
+let tokens = 0;
+const uniqueName = (what: string) => `${what}.${process.pid}.${Date.now().toString(36)}.${(tokens += 1)}.${Math.random().toString(36).slice(2, 8)}`;
+
+export class StoreLock {
+  private released = false;
+  private readonly timer: NodeJS.Timeout;
+
+  private constructor(
+    readonly path: string,
+    private readonly tmpDir: string,
+    private readonly fd: number,
+    private readonly ino: number,
+    private readonly dev: number,
+    staleMs: number,
+  ) {
+    this.timer = setInterval(() => this.refresh(), Math.max(staleMs / 2, 100));
+    this.timer.unref();
+  }
+
+  /** Wait for the lock (taking over a stale one) and hold it. */
+  static async acquire(path: string, tmpDir: string, opts: LockOptions): Promise<StoreLock> {
+    const deadline = Date.now() + opts.lockTimeoutMs;
+    let wait = opts.retryMinMs;
+    for (;;) {
+      const lock = StoreLock.tryOnce(path, tmpDir, opts.staleMs);
+      if (lock) return lock;
+      if (Date.now() >= deadline) {
+        throw new CniError(ErrorCode.TryAgainLater, `failed to lock store "${path}": held by another process for more than ${opts.lockTimeoutMs} ms`);
+      }
+      await sleep(wait / 2 + Math.random() * (wait / 2));
+      wait = Math.min(wait * 1.5, opts.retryMaxMs);
+    }
+  }
+
+  /** One attempt: the lock, or undefined when someone else holds it (a stale one is removed). */
+  private static tryOnce(path: string, tmpDir: string, staleMs: number): StoreLock | undefined {
+    const mine = join(tmpDir, uniqueName('lock'));
+    let fd: number;
+    try {
+      fd = openSync(mine, constants.O_CREAT | constants.O_EXCL | constants.O_RDWR | constants.O_NOFOLLOW, 0o600);
+    } catch (e) {
+      throw ioError(`failed to lock store "${path}"`, e);
+    }
+    let linked = false;
+    try {
+      linkSync(mine, path);
+      linked = true;
+    } catch (e) {
+      // ENOENT: a holder cleared podnet/tmp between open and link; just try again.
+      if (errCode(e) !== 'EEXIST' && errCode(e) !== 'ENOENT') throw ioError(`failed to lock store "${path}"`, e);
+    } finally {
+      try {
+        unlinkSync(mine);
+      } catch {
+        // Already cleared by a holder's tmp clean-up.
+      }
+      if (!linked) closeSync(fd);
+    }
+    if (linked) {
+      const st = fstatSync(fd);
+      return new StoreLock(path, tmpDir, fd, st.ino, st.dev, staleMs);
+    }
+    StoreLock.removeIfStale(path, tmpDir, staleMs);
+    return undefined;
+  }
+
+  /** Take a stale lock away: move it aside, and remove it only if it is the one judged stale. */
+  private static removeIfStale(path: string, tmpDir: string, staleMs: number): void {
+    const st = lstatSync(path, { throwIfNoEntry: false });
+    if (!st) return;
+    if (st.isSymbolicLink() || !(st.isFile() || st.isDirectory())) {
+      throw new CniError(ErrorCode.IoFailure, `failed to lock store "${path}": refusing a lock that is not a plain file (a symbolic link or device)`);
+    }
+    if (Date.now() - st.mtimeMs <= staleMs) return;
+    const aside = join(tmpDir, uniqueName('stale'));
+    try {
+      renameSync(path, aside);
+    } catch (e) {
+      if (errCode(e) === 'ENOENT') return;
+      throw ioError(`failed to take over the stale lock "${path}"`, e);
+    }
+    const moved = lstatSync(aside, { throwIfNoEntry: false });
+    if (moved && (moved.ino !== st.ino || moved.dev !== st.dev)) {
+      // Someone took the lock over between our look and our move: give it back.
+      putBack(aside, path);
+      return;
+    }
+    rmSync(aside, { recursive: true, force: true });
+  }
+
+  /** Whether `lock` still names this holder's inode. */
+  holds(): boolean {
+    return !this.released && this.ownsPath();
+  }
+
+  private ownsPath(): boolean {
+    const st = lstatSync(this.path, { throwIfNoEntry: false });
+    return st !== undefined && st.ino === this.ino && st.dev === this.dev;
+  }
+
+  /** Throw (code 11) unless this process still holds the lock: called before every write. */
+  verify(): void {
+    if (!this.holds()) {
+      throw new CniError(
+        ErrorCode.TryAgainLater,
+        `failed to hold the lock of store "${this.path}": taken over by another process while this one was stalled; nothing more was written`,
+      );
+    }
+  }
+
+  private refresh(): void {
+    try {
+      const now = new Date();
+      futimesSync(this.fd, now, now);
+    } catch {
+      // Our own inode; failing to touch it only makes the lock look stale sooner.
+    }
+  }
+
+  /** Give the lock up, never removing one that is not ours. */
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    clearInterval(this.timer);
+    try {
+      // Taken over (the common way to lose it): nothing of ours to remove.
+      if (!this.ownsPath()) return;
+      const aside = join(this.tmpDir, uniqueName('release'));
+      try {
+        renameSync(this.path, aside);
+      } catch (e) {
+        if (errCode(e) === 'ENOENT') return;
+        throw e;
+      }
+      const moved = lstatSync(aside, { throwIfNoEntry: false });
+      if (moved && (moved.ino !== this.ino || moved.dev !== this.dev)) putBack(aside, this.path);
+      else rmSync(aside, { force: true });
+    } finally {
+      closeSync(this.fd);
+    }
+  }
+}
+
+/** Return a lock moved aside by mistake to its name, without ever replacing what is there now. */
+function putBack(aside: string, path: string): void {
+  const isDir = lstatSync(aside, { throwIfNoEntry: false })?.isDirectory() ?? false;
+  try {
+    // link never replaces; a directory (an older podnet's lock) cannot be linked, and renaming
+    // it fails rather than replace a lock file or a non-empty directory.
+    if (isDir) renameSync(aside, path);
+    else linkSync(aside, path);
+  } catch {
+    // A third process took the free name: the moved holder finds out at its next verify.
+  }
+  rmSync(aside, { recursive: true, force: true });
+}
+
+function ioError(msg: string, e: unknown): CniError {
+  return new CniError(ErrorCode.IoFailure, `${msg}: ${causeText(e)}`, '', { cause: e });
+}

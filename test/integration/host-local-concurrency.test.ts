@@ -178,17 +178,7 @@ describe('podnet-host-local under concurrency', () => {
 /** Start a test-build ADD paused at `point` for `ms`; resolves once it says so. */
 async function startPaused(containerId: string, point: 'locked' | 'after-ip', ms: number) {
   const p = execa(HOST_LOCAL_TEST, [], { input: JSON.stringify(conf()), env: env('ADD', containerId, { PODNET_TEST_PAUSE: `${point}:${ms}` }), extendEnv: false, reject: false });
-  await new Promise<void>((resolve, reject) => {
-    let seen = '';
-    const timer = setTimeout(() => reject(new Error(`${containerId} never paused: ${seen}`)), 20_000);
-    p.stderr?.on('data', (d: Buffer) => {
-      seen += d.toString();
-      if (seen.includes('"test pause"')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-  });
+  await pausedAt(p, containerId);
   // Wrapped: an async function returning the (thenable) process would wait for its exit.
   return { proc: p };
 }
@@ -237,17 +227,7 @@ describe('test hooks are compiled out of the shipped executable', () => {
   /** Start a test-build ADD that holds the lock (paused at "locked") until killed. */
   async function holdLock(containerId: string) {
     const p = execa(HOST_LOCAL_TEST, [], { input: JSON.stringify(conf()), env: env('ADD', containerId, { PODNET_TEST_PAUSE: 'locked:60000' }), extendEnv: false, reject: false });
-    await new Promise<void>((resolve, reject) => {
-      let seen = '';
-      const timer = setTimeout(() => reject(new Error(`holder never paused: ${seen}`)), 20_000);
-      p.stderr?.on('data', (d: Buffer) => {
-        seen += d.toString();
-        if (seen.includes('"test pause"')) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-    });
+    await pausedAt(p, 'holder');
     // Wrapped: an async function returning the (thenable) process would wait for its exit.
     return { proc: p };
   }
@@ -272,3 +252,18 @@ describe('test hooks are compiled out of the shipped executable', () => {
     expect(r.stderr).not.toContain('test pause');
   });
 });
+
+/** Resolves once a test-hooks build logs that it stopped at its pause point (20 s at most). */
+function pausedAt(p: { stderr?: NodeJS.ReadableStream | null }, who: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let seen = '';
+    const timer = setTimeout(() => reject(new Error(`${who} never paused: ${seen}`)), 20_000);
+    p.stderr?.on('data', (d: Buffer) => {
+      seen += d.toString();
+      if (seen.includes('"test pause"')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+}

@@ -1,11 +1,15 @@
 import {
-  type Network as Cidr,
-  DisjointNetworkSet as DisjointCidrSet,
-  networkContains as contains,
-  networkOfAddress as networkOf,
-  parseNetwork as parseCidr,
-  checkIp as parseIp,
-  networksOverlap as overlaps,
+  type Cidr,
+  DisjointCidrSet,
+  cidrContains,
+  cidrContainsCidr,
+  cidrsOverlap,
+  formatCidr,
+  formatIp,
+  lastOf,
+  networkOfAddress,
+  parseIp,
+  parseNetwork,
 } from '../lib/addr/addr.js';
 import { podCidrProblem, unusableNextHop } from './pod-network.js';
 import {
@@ -72,7 +76,10 @@ interface IpProblem {
 /** A well-formed podCIDR of a node, with what its range is wrong about (judged after the local
  * networks: "overlaps 127.0.0.0/8 on this node's interface lo" says more than "loopback"). */
 interface PodCidr {
+  /** A network (host bits zero). */
   cidr: Cidr;
+  /** Its canonical text, computed once per Node object (routes, messages). */
+  text: string;
   problem: { reason: Reason; message: string } | undefined;
 }
 
@@ -113,14 +120,15 @@ export function internalIPs(n: NodeLike): { ip: { 4?: string; 6?: string }; erro
   for (const a of addrs) {
     if (!a || typeof a !== 'object' || a.type !== 'InternalIP') continue;
     const p = parseIp(String(a.address ?? ''));
-    if (!p.ok) {
+    if (!p) {
       malformed.push(String(a.address ?? ''));
       continue;
     }
-    const fam = p.value.family;
-    const why = unusableNextHop(p.value.text);
+    const fam = p.family;
+    const text = formatIp(p);
+    const why = unusableNextHop(text);
     if (why) unusable[fam].push(why);
-    else if (ip[fam] === undefined) ip[fam] = p.value.text;
+    else if (ip[fam] === undefined) ip[fam] = text;
   }
   for (const fam of [4, 6] as const) {
     if (ip[fam] !== undefined) continue;
@@ -143,6 +151,8 @@ export function calcPeerAddresses(nodes: readonly NodeLike[], selfName: string, 
   return [...out].sort();
 }
 
+const cidrText = (c: Cidr): string => formatCidr(c.addr, c.prefix);
+
 function familyName(f: Family): string {
   return f === 4 ? 'IPv4' : 'IPv6';
 }
@@ -155,7 +165,7 @@ function parsePodCIDRs(name: string, raw: string[], cluster: readonly Cidr[], re
   const out: PodCidr[] = [];
   const seen = new Set<Family>();
   for (const text of raw) {
-    const p = parseCidr(text);
+    const p = parseNetwork(text);
     if (!p.ok) {
       rejections.push({ node: name, reason: Reason.PodCIDRMalformed, podCIDR: text, message: `podCIDR ${p.error}` });
       continue;
@@ -166,14 +176,15 @@ function parsePodCIDRs(name: string, raw: string[], cluster: readonly Cidr[], re
       rejections.push({ node: name, reason: Reason.PodCIDRTooBroad, podCIDR: text, message: problem.message });
       continue;
     }
-    if (seen.has(p.value.family)) {
-      rejections.push({ node: name, reason: Reason.PodCIDRMalformed, podCIDR: text, message: `second ${familyName(p.value.family)} podCIDR "${text}" (at most one per family)` });
+    const family = p.value.addr.family;
+    if (seen.has(family)) {
+      rejections.push({ node: name, reason: Reason.PodCIDRMalformed, podCIDR: text, message: `second ${familyName(family)} podCIDR "${text}" (at most one per family)` });
       continue;
     }
-    seen.add(p.value.family);
-    out.push({ cidr: p.value, problem: problem && { reason: PROBLEM_REASON[problem.kind], message: problem.message } });
+    seen.add(family);
+    out.push({ cidr: p.value, text: cidrText(p.value), problem: problem && { reason: PROBLEM_REASON[problem.kind], message: problem.message } });
   }
-  return out.sort((a, b) => a.cidr.family - b.cidr.family);
+  return out.sort((a, b) => a.cidr.addr.family - b.cidr.addr.family);
 }
 
 /** Parsed podCIDRs of one Node object (they depend on its name and the cluster range). */
@@ -227,6 +238,7 @@ function parseCidrsOf(n: NodeLike, name: string, cluster: readonly Cidr[]): Pars
 /** A network of one of this node's interfaces. */
 interface LocalNet {
   a: LocalAddress;
+  /** The network of the address (host bits zero). */
   net: Cidr;
 }
 
@@ -239,9 +251,9 @@ function conflictingLocalNets(addrs: readonly LocalAddress[], selfCidrs: readonl
   const uplinks = new Set(addrs.filter((a) => selfIPs.includes(a.address)).map((a) => a.ifname));
   const isBridge = (a: LocalAddress) => (podInterface !== undefined ? a.ifname === podInterface : !uplinks.has(a.ifname));
   return addrs
-    .map((a) => ({ a, net: networkOf(a.address, a.prefix) }))
+    .map((a) => ({ a, net: networkOfAddress(a.address, a.prefix) }))
     .filter((x): x is LocalNet => x.net !== undefined)
-    .filter((x) => !(isBridge(x.a) && selfCidrs.some((s) => contains(s, x.net))));
+    .filter((x) => !(isBridge(x.a) && selfCidrs.some((s) => cidrContainsCidr(s, x.net))));
 }
 
 export interface SelfOptions {
@@ -269,17 +281,17 @@ export function calcSelf(nodes: readonly NodeLike[], selfName: string, opts: Sel
   const { ip } = internalIPs(node);
   const ips = [ip[4], ip[6]].filter((x): x is string => x !== undefined);
   const local = conflictingLocalNets(addrs, cidrs, ips, opts.podInterface);
-  for (const { cidr: c, problem } of parsed) {
-    const hit = local.find((l) => overlaps(l.net, c));
-    if (hit) return notOk(Reason.PodCIDROverlap, `this node: podCIDR "${c.text}" overlaps ${hit.net.text} on this node's interface ${hit.a.ifname}`);
+  for (const { cidr: c, text, problem } of parsed) {
+    const hit = local.find((l) => cidrsOverlap(l.net, c));
+    if (hit) return notOk(Reason.PodCIDROverlap, `this node: podCIDR "${text}" overlaps ${cidrText(hit.net)} on this node's interface ${hit.a.ifname}`);
     if (problem) return notOk(problem.reason, `this node: ${problem.message}`);
     const own = ips.find((a) => {
-      const p = parseCidr(`${a}/${c.family === 4 ? 32 : 128}`);
-      return p.ok && contains(c, p.value);
+      const p = parseIp(a);
+      return p !== undefined && cidrContains(c, p);
     });
-    if (own) return notOk(Reason.PodCIDROverlap, `this node: podCIDR "${c.text}" holds this node's InternalIP ${own}`);
+    if (own) return notOk(Reason.PodCIDROverlap, `this node: podCIDR "${text}" holds this node's InternalIP ${own}`);
   }
-  return { self: { ok: true, name: selfName, podCIDRs: cidrs.map((c) => c.text), internalIPs: ips }, cidrs, local };
+  return { self: { ok: true, name: selfName, podCIDRs: parsed.map((p) => p.text), internalIPs: ips }, cidrs, local };
 }
 
 export function calcDesired(input: DesiredInput): DesiredState {
@@ -292,7 +304,7 @@ export function calcDesired(input: DesiredInput): DesiredState {
 
   const broadcasts = directedBroadcasts(input.localAddresses);
   const taken = { 4: new DisjointCidrSet<string>(), 6: new DisjointCidrSet<string>() };
-  for (const c of selfCidrs) taken[c.family].add(c, input.selfName);
+  for (const c of selfCidrs) taken[c.addr.family].add(c, input.selfName);
 
   // Peers, oldest first.
   const seenNames = new Set<string>();
@@ -321,30 +333,31 @@ export function calcDesired(input: DesiredInput): DesiredState {
   });
   candidates.sort((a, b) => a.createdMs - b.createdMs || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 
-  const accepted = { 4: selfCidrs.filter((c) => c.family === 4).map((c) => c.text), 6: selfCidrs.filter((c) => c.family === 6).map((c) => c.text) };
+  const accepted = { 4: selfCidrs.filter((c) => c.addr.family === 4).map(cidrText), 6: selfCidrs.filter((c) => c.addr.family === 6).map(cidrText) };
 
   for (const cand of candidates) {
-    for (const { cidr: c, problem } of cand.cidrs) {
-      const reject = (reason: Reason, message: string) => rejections.push({ node: cand.name, reason, podCIDR: c.text, message });
-      const localHit = local.find((l) => overlaps(l.net, c));
+    for (const { cidr: c, text, problem } of cand.cidrs) {
+      const family = c.addr.family;
+      const reject = (reason: Reason, message: string) => rejections.push({ node: cand.name, reason, podCIDR: text, message });
+      const localHit = local.find((l) => cidrsOverlap(l.net, c));
       if (localHit) {
-        reject(Reason.PodCIDROverlap, `podCIDR "${c.text}" overlaps ${localHit.net.text} on this node's interface ${localHit.a.ifname}`);
+        reject(Reason.PodCIDROverlap, `podCIDR "${text}" overlaps ${cidrText(localHit.net)} on this node's interface ${localHit.a.ifname}`);
         continue;
       }
       if (problem) {
         reject(problem.reason, problem.message);
         continue;
       }
-      const via = cand.internalIP[c.family];
+      const via = cand.internalIP[family];
       if (via === undefined) {
-        const err = cand.internalIPError[c.family];
-        if (err) reject(err.reason, `${err.message}; no ${familyName(c.family)} InternalIP for podCIDR "${c.text}"`);
-        else reject(Reason.NoInternalIP, `node "${cand.name}" has no ${familyName(c.family)} InternalIP for podCIDR "${c.text}"`);
+        const err = cand.internalIPError[family];
+        if (err) reject(err.reason, `${err.message}; no ${familyName(family)} InternalIP for podCIDR "${text}"`);
+        else reject(Reason.NoInternalIP, `node "${cand.name}" has no ${familyName(family)} InternalIP for podCIDR "${text}"`);
         continue;
       }
-      const bcast = c.family === 4 && broadcasts.size > 0 ? broadcasts.get(ipValue(via) ?? -1n) : undefined;
+      const bcast = family === 4 && broadcasts.size > 0 ? broadcasts.get(parseIp(via)?.value ?? -1n) : undefined;
       if (bcast) {
-        reject(Reason.InternalIPUnusable, `InternalIP ${via} is the broadcast address of ${bcast.net.text} on this node's interface ${bcast.a.ifname}: not a next hop`);
+        reject(Reason.InternalIPUnusable, `InternalIP ${via} is the broadcast address of ${cidrText(bcast.net)} on this node's interface ${bcast.a.ifname}: not a next hop`);
         continue;
       }
       const reach = input.reachability.get(via);
@@ -360,15 +373,15 @@ export function calcDesired(input: DesiredInput): DesiredState {
         reject(Reason.NotDirectlyReachable, `InternalIP ${via} is reached through gateway ${reach.gateway} on ${reach.dev}, not directly`);
         continue;
       }
-      const hit = taken[c.family].find(c);
+      const hit = taken[family].find(c);
       if (hit) {
-        const whose = hit.owner === input.selfName ? `this node's podCIDR "${hit.cidr.text}"` : `podCIDR "${hit.cidr.text}" of node "${hit.owner}"`;
-        reject(Reason.PodCIDROverlap, `podCIDR "${c.text}" overlaps ${whose}`);
+        const whose = hit.owner === input.selfName ? `this node's podCIDR "${cidrText(hit.cidr)}"` : `podCIDR "${cidrText(hit.cidr)}" of node "${hit.owner}"`;
+        reject(Reason.PodCIDROverlap, `podCIDR "${text}" overlaps ${whose}`);
         continue;
       }
-      taken[c.family].add(c, cand.name);
-      accepted[c.family].push(c.text);
-      routes.push({ dst: c.text, via, family: c.family, node: cand.name });
+      taken[family].add(c, cand.name);
+      accepted[family].push(text);
+      routes.push({ dst: text, via, family, node: cand.name });
     }
   }
 
@@ -399,13 +412,10 @@ function directedBroadcasts(addrs: readonly LocalAddress[]): Map<bigint, LocalNe
   const out = new Map<bigint, LocalNet>();
   for (const a of addrs) {
     if (a.family !== 4 || a.prefix > 30) continue;
-    const net = networkOf(a.address, a.prefix);
-    if (net && !out.has(net.end)) out.set(net.end, { a, net });
+    const net = networkOfAddress(a.address, a.prefix);
+    if (!net) continue;
+    const bcast = lastOf(net).value;
+    if (!out.has(bcast)) out.set(bcast, { a, net });
   }
   return out;
-}
-
-function ipValue(ip: string): bigint | undefined {
-  const p = parseCidr(`${ip}/${ip.includes(':') ? 128 : 32}`);
-  return p.ok ? p.value.start : undefined;
 }

@@ -1,4 +1,4 @@
-import { checkIp as parseIp } from '../lib/addr/addr.js';
+import { canonicalIp, parseIp } from '../lib/addr/addr.js';
 import { type Runner, processRunner } from '../lib/linux/exec.js';
 import { type IpChange, IpBatch, IprouteCli as IpBatchCli, type IpRunner, KernelInputError } from '../lib/linux/ip.js';
 import type { Family, LocalAddress, Reachability } from './types.js';
@@ -54,20 +54,20 @@ export function toKernelRoute(r: IpRouteJson, family: Family): KernelRoute | und
   if (r.dst === 'default') dst = family === 4 ? '0.0.0.0/0' : '::/0';
   else if (r.dst.includes('/')) {
     const [a, len] = r.dst.split('/');
-    const ip = parseIp(a ?? '');
-    if (!ip.ok) return undefined;
-    dst = `${ip.value.text}/${len}`;
+    const ip = canonicalIp(a);
+    if (ip === undefined) return undefined;
+    dst = `${ip}/${len}`;
   } else {
-    const ip = parseIp(r.dst);
-    if (!ip.ok) return undefined;
-    dst = `${ip.value.text}/${family === 4 ? 32 : 128}`;
+    const ip = canonicalIp(r.dst);
+    if (ip === undefined) return undefined;
+    dst = `${ip}/${family === 4 ? 32 : 128}`;
   }
   const gwText = r.gateway ?? r.via?.host;
-  const gw = gwText ? parseIp(gwText) : undefined;
+  const gw = gwText ? canonicalIp(gwText) : undefined;
   return {
     dst,
     family,
-    gateway: gw && gw.ok ? gw.value.text : gwText,
+    gateway: gw ?? gwText,
     dev: r.dev,
     // iproute2 leaves out `proto boot` (3), the default of `ip route add`, unless -d is given.
     protocol: String(r.protocol ?? '3'),
@@ -101,7 +101,7 @@ export class IprouteCli implements HostNet {
     const out = new Map<string, Reachability>();
     if (ips.length === 0) return out;
     const b = new IpBatch({ force: true });
-    const steps = ips.map((ip) => (parseIp(ip).ok ? b.routes({ kind: 'route-get', dst: ip }) : undefined));
+    const steps = ips.map((ip) => (parseIp(ip) ? b.routes({ kind: 'route-get', dst: ip }) : undefined));
     await b.run(this.ip);
     ips.forEach((ip, i) => {
       const step = steps[i];
@@ -119,7 +119,7 @@ export class IprouteCli implements HostNet {
         return;
       }
       const gw = e.gateway ?? e.via?.host;
-      const gwOk = gw === undefined || parseIp(gw).ok;
+      const gwOk = gw === undefined || parseIp(gw) !== undefined;
       out.set(ip, {
         ok: true,
         dev: typeof e.dev === 'string' ? e.dev : '',

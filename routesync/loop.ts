@@ -1,6 +1,6 @@
 import type { Logger } from '../lib/cni/log.js';
 import { BrNetfilterStage } from './br-netfilter.js';
-import type { Network as Cidr } from '../lib/addr/addr.js';
+import type { Cidr } from '../lib/addr/addr.js';
 import { ChangeTracker } from './change-tracker.js';
 import { type ConflistTemplate, bridgeName } from './conflist.js';
 import { NodeMemo, calcDesired, calcPeerAddresses } from './desired.js';

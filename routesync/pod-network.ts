@@ -1,9 +1,9 @@
-import { type Network as Cidr, networkContains as contains, networksOverlap as overlaps, parseNetwork as parseCidr } from '../lib/addr/addr.js';
+import { type Cidr, cidrContainsCidr, cidrsOverlap, familyBits, formatCidr, parseIp, parseNetwork } from '../lib/addr/addr.js';
 import type { Family } from './types.js';
 
 /**
  * What may be a pod network and what may be a next hop, judged on the address alone (pure).
- * Built on the shared address module's network parsers (lib/addr).
+ * Built on the shared address module (lib/addr): a network is a Cidr whose host bits are zero.
  *
  * A podCIDR becomes a route on every node (`<podCIDR> via <InternalIP>`) and the subnet of the
  * node's pods, so it must be ordinary unicast space: never multicast, loopback, link-local, the
@@ -25,7 +25,7 @@ interface Special {
 }
 
 function special(text: string, what: string): Special {
-  const p = parseCidr(text);
+  const p = parseNetwork(text);
   if (!p.ok) throw new Error(`bad built-in range ${text}: ${p.error}`);
   return { cidr: p.value, what };
 }
@@ -45,10 +45,12 @@ const NEVER: readonly Special[] = [
 
 /** The special range `c` overlaps, if any. */
 export function specialRange(c: Cidr): Special | undefined {
-  return NEVER.find((s) => overlaps(s.cidr, c));
+  return NEVER.find((s) => cidrsOverlap(s.cidr, c));
 }
 
 export type PodCidrProblem = { kind: 'too-broad' | 'reserved' | 'outside-cluster'; message: string };
+
+const text = (c: Cidr): string => formatCidr(c.addr, c.prefix);
 
 function familyName(f: Family): string {
   return f === 4 ? 'IPv4' : 'IPv6';
@@ -62,10 +64,10 @@ function familyName(f: Family): string {
 export function parseClusterCidrs(texts: readonly string[]): { ok: true; value: Cidr[] } | { ok: false; error: string } {
   const out: Cidr[] = [];
   for (const t of texts) {
-    const p = parseCidr(t);
+    const p = parseNetwork(t);
     if (!p.ok) return { ok: false, error: p.error };
     const bad = specialRange(p.value);
-    if (p.value.prefix === 0 || bad) return { ok: false, error: `"${t}" is not a pod network${bad ? ` (it overlaps ${bad.what} ${bad.cidr.text})` : ''}` };
+    if (p.value.prefix === 0 || bad) return { ok: false, error: `"${t}" is not a pod network${bad ? ` (it overlaps ${bad.what} ${text(bad.cidr)})` : ''}` };
     out.push(p.value);
   }
   return { ok: true, value: out };
@@ -77,18 +79,19 @@ export function parseClusterCidrs(texts: readonly string[]): { ok: true; value: 
  * than a node's share, outside the cluster's pod range (`cluster` empty: not known).
  */
 export function podCidrProblem(c: Cidr, cluster: readonly Cidr[]): PodCidrProblem | undefined {
-  if (c.prefix === 0) return { kind: 'too-broad', message: `podCIDR "${c.text}" covers every ${familyName(c.family)} address` };
+  const family = c.addr.family;
+  if (c.prefix === 0) return { kind: 'too-broad', message: `podCIDR "${text(c)}" covers every ${familyName(family)} address` };
   const s = specialRange(c);
-  if (s) return { kind: 'reserved', message: `podCIDR "${c.text}" overlaps ${s.what} ${s.cidr.text}: not a pod network` };
-  const widest = WIDEST_POD_PREFIX[c.family];
-  if (c.prefix < widest) return { kind: 'too-broad', message: `podCIDR "${c.text}" is wider than /${widest}: no node's pod range is that large` };
-  if (cluster.length > 0 && !cluster.some((k) => contains(k, c))) {
-    const mine = cluster.filter((k) => k.family === c.family).map((k) => k.text);
+  if (s) return { kind: 'reserved', message: `podCIDR "${text(c)}" overlaps ${s.what} ${text(s.cidr)}: not a pod network` };
+  const widest = WIDEST_POD_PREFIX[family];
+  if (c.prefix < widest) return { kind: 'too-broad', message: `podCIDR "${text(c)}" is wider than /${widest}: no node's pod range is that large` };
+  if (cluster.length > 0 && !cluster.some((k) => cidrContainsCidr(k, c))) {
+    const mine = cluster.filter((k) => k.addr.family === family).map(text);
     return {
       kind: 'outside-cluster',
       message: mine.length
-        ? `podCIDR "${c.text}" is outside the cluster's pod range ${mine.join(', ')} (--cluster-cidr)`
-        : `podCIDR "${c.text}": the cluster has no ${familyName(c.family)} pod range (--cluster-cidr)`,
+        ? `podCIDR "${text(c)}" is outside the cluster's pod range ${mine.join(', ')} (--cluster-cidr)`
+        : `podCIDR "${text(c)}": the cluster has no ${familyName(family)} pod range (--cluster-cidr)`,
     };
   }
   return undefined;
@@ -99,9 +102,9 @@ export function podCidrProblem(c: Cidr, cluster: readonly Cidr[]): PodCidrProble
  * undefined when it can. Link-local addresses need a device, which a Node object never names.
  */
 export function unusableNextHop(ip: string): string | undefined {
-  const p = parseCidr(`${ip}/${ip.includes(':') ? 128 : 32}`);
-  if (!p.ok) return `"${ip}" is not an IP address`;
-  const s = specialRange(p.value);
+  const a = parseIp(ip);
+  if (!a) return `"${ip}" is not an IP address`;
+  const s = specialRange({ addr: a, prefix: familyBits(a.family) });
   if (!s) return undefined;
   return s.what === 'link-local' ? `${ip} is link-local: not a next hop without a device` : `${ip} is ${s.what}: not a next hop`;
 }

@@ -217,36 +217,15 @@ export function reservationName(name: string): Addr | undefined {
 }
 
 // ------------------------------------------------------------ networks (host bits must be zero)
+// A network is a Cidr whose host bits are zero (what parseNetwork and networkOfAddress return).
 
-/** A network: a CIDR whose host bits are zero, with its range as integers and canonical text. */
-export interface Network {
-  /** Canonical text, e.g. "10.244.1.0/24", "fd00:10:244:1::/64". */
-  text: string;
-  family: Family;
-  prefix: number;
-  /** First and last address. */
-  start: bigint;
-  end: bigint;
-}
-
-const toNetwork = (c: Cidr): Network => ({
-  text: formatCidr(c.addr, c.prefix),
-  family: c.addr.family,
-  prefix: c.prefix,
-  start: c.addr.value,
-  end: lastOf(c).value,
-});
-
-/** Parse an address, with the reason when it is not one. */
-export function checkIp(text: unknown): Parsed<{ text: string; family: Family }> {
-  if (typeof text !== 'string') return { ok: false, error: 'not a string' };
-  const a = parseIp(text);
-  if (!a) return { ok: false, error: `"${text}" is not an IP address` };
-  return { ok: true, value: { text: formatIp(a), family: a.family } };
+/** Is every address of `inner` inside `outer`? */
+export function cidrContainsCidr(outer: Cidr, inner: Cidr): boolean {
+  return outer.prefix <= inner.prefix && cidrContains(outer, inner.addr);
 }
 
 /** Parse a CIDR that must be a network address (no host bits set), with the reason when not. */
-export function parseNetwork(text: unknown): Parsed<Network> {
+export function parseNetwork(text: unknown): Parsed<Cidr> {
   if (typeof text !== 'string') return { ok: false, error: 'not a string' };
   const slash = text.indexOf('/');
   if (slash < 0 || slash !== text.lastIndexOf('/')) return { ok: false, error: `"${text}" is not in CIDR notation` };
@@ -256,56 +235,50 @@ export function parseNetwork(text: unknown): Parsed<Network> {
   const c = parseCidr(text);
   if (!c) return { ok: false, error: `"${text}" has a prefix length over ${text.slice(0, slash).includes(':') ? 128 : 32}` };
   if (!sameAddr(networkOf(c).addr, c.addr)) return { ok: false, error: `"${text}" has host bits set` };
-  return { ok: true, value: toNetwork(c) };
+  return { ok: true, value: c };
 }
 
 /** The network of an interface address (e.g. 172.18.0.2/16 → 172.18.0.0/16). */
-export function networkOfAddress(address: string, prefix: number): Network | undefined {
+export function networkOfAddress(address: string, prefix: number): Cidr | undefined {
   const a = parseIp(address);
   if (!a || !Number.isInteger(prefix) || prefix < 0 || prefix > familyBits(a.family)) return undefined;
-  return toNetwork(networkOf({ addr: a, prefix }));
-}
-
-export function networksOverlap(a: Network, b: Network): boolean {
-  return a.family === b.family && a.start <= b.end && b.start <= a.end;
-}
-
-export function networkContains(outer: Network, inner: Network): boolean {
-  return outer.family === inner.family && outer.start <= inner.start && inner.end <= outer.end;
+  return networkOf({ addr: a, prefix });
 }
 
 /**
- * A set of pairwise disjoint networks of one family, kept sorted, with an owner per entry:
- * `find` answers "does anything overlap this?" in O(log n), which keeps the overlap check of
- * 5,000 nodes linear-ish instead of quadratic.
+ * A set of pairwise disjoint CIDRs of one family, kept sorted, with an owner per entry: `find`
+ * answers "does anything overlap this?" in O(log n), which keeps the overlap check of 5,000
+ * nodes linear-ish instead of quadratic.
  */
-export class DisjointNetworkSet<T> {
-  private readonly items: { cidr: Network; owner: T }[] = [];
+export class DisjointCidrSet<T> {
+  /** Sorted by `start`; entries are disjoint, so their `end`s are sorted too. */
+  private readonly items: { cidr: Cidr; owner: T; start: bigint; end: bigint }[] = [];
 
   /** The entry overlapping `c`, if any. */
-  find(c: Network): { cidr: Network; owner: T } | undefined {
-    // First entry whose end >= c.start; entries are disjoint, so their ends are sorted too.
+  find(c: Cidr): { cidr: Cidr; owner: T } | undefined {
+    const start = networkOf(c).addr.value;
+    // First entry whose end >= start.
     let lo = 0;
     let hi = this.items.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if ((this.items[mid] as { cidr: Network }).cidr.end < c.start) lo = mid + 1;
+      if ((this.items[mid] as { end: bigint }).end < start) lo = mid + 1;
       else hi = mid;
     }
     const hit = this.items[lo];
-    return hit && hit.cidr.start <= c.end ? hit : undefined;
+    return hit && hit.start <= lastOf(c).value ? { cidr: hit.cidr, owner: hit.owner } : undefined;
   }
 
   /** Add `c`; the caller has checked with `find` that nothing overlaps. */
-  add(c: Network, owner: T): void {
+  add(c: Cidr, owner: T): void {
+    const start = networkOf(c).addr.value;
     let lo = 0;
     let hi = this.items.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if ((this.items[mid] as { cidr: Network }).cidr.start < c.start) lo = mid + 1;
+      if ((this.items[mid] as { start: bigint }).start < start) lo = mid + 1;
       else hi = mid;
     }
-    this.items.splice(lo, 0, { cidr: c, owner });
+    this.items.splice(lo, 0, { cidr: c, owner, start, end: lastOf(c).value });
   }
 }
-

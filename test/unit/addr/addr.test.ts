@@ -1,6 +1,27 @@
 import { describe, expect, it } from 'vitest';
-import { cidrParts, cidrsOverlap, checkIp, formatIp, gatewayOf, networkOfAddress, parseCidr, parseIp, parseNetwork } from '../../../lib/addr/addr.js';
+import {
+  type Cidr,
+  DisjointCidrSet,
+  canonicalIp,
+  cidrContainsCidr,
+  cidrParts,
+  cidrsOverlap,
+  formatCidr,
+  formatIp,
+  gatewayOf,
+  networkOfAddress,
+  parseCidr,
+  parseIp,
+  parseNetwork,
+} from '../../../lib/addr/addr.js';
 import { parseResult } from '../../../lib/cni/result.js';
+
+const text = (c: Cidr) => formatCidr(c.addr, c.prefix);
+const net = (t: string): Cidr => {
+  const p = parseNetwork(t);
+  if (!p.ok) throw new Error(p.error);
+  return p.value;
+};
 
 /** One address module for the bridge, host-local and routesync: they must agree on every text. */
 describe('lib/addr: one strict reading of addresses', () => {
@@ -17,9 +38,13 @@ describe('lib/addr: one strict reading of addresses', () => {
   it('reads IPv4-mapped IPv6 as IPv4 (as Go does) and keeps host bits unless a network is asked for', () => {
     expect(cidrParts('::ffff:10.1.2.3/120')).toEqual({ family: 4, ip: '10.1.2.3', prefix: 24, subnet: '10.1.2.0/24' });
     expect(parseNetwork('10.1.2.3/24')).toEqual({ ok: false, error: '"10.1.2.3/24" has host bits set' });
-    expect(parseNetwork('fd00:0::/64')).toMatchObject({ ok: true, value: { text: 'fd00::/64', family: 6, prefix: 64 } });
-    expect(networkOfAddress('172.18.0.2', 16)?.text).toBe('172.18.0.0/16');
-    expect(checkIp('FD00::0001')).toEqual({ ok: true, value: { text: 'fd00::1', family: 6 } });
+    const v6 = parseNetwork('fd00:0::/64');
+    expect(v6).toMatchObject({ ok: true, value: { addr: { family: 6 }, prefix: 64 } });
+    expect(v6.ok && text(v6.value)).toBe('fd00::/64');
+    const n = networkOfAddress('172.18.0.2', 16);
+    expect(n && text(n)).toBe('172.18.0.0/16');
+    expect(canonicalIp('FD00::0001')).toBe('fd00::1');
+    expect(parseIp('FD00::0001')?.family).toBe(6);
   });
 
   it('prints IPv6 as Go and RFC 5952 do: the first of equally long zero runs is shortened', () => {
@@ -37,5 +62,20 @@ describe('lib/addr: one strict reading of addresses', () => {
     expect(cidrsOverlap(c('10.0.0.0/8'), c('10.9.0.0/16'))).toBe(true);
     expect(cidrsOverlap(c('10.0.0.0/16'), c('10.1.0.0/16'))).toBe(false);
     expect(cidrsOverlap(c('::/0'), c('10.0.0.0/8'))).toBe(false);
+  });
+
+  it('a network is a Cidr with zero host bits: containment, and a sorted set of disjoint ones', () => {
+    expect(cidrContainsCidr(net('10.244.0.0/16'), net('10.244.3.0/24'))).toBe(true);
+    expect(cidrContainsCidr(net('10.244.3.0/24'), net('10.244.0.0/16'))).toBe(false);
+    expect(cidrContainsCidr(net('10.244.0.0/16'), net('10.245.0.0/24'))).toBe(false);
+    expect(cidrContainsCidr(net('::/0'), net('10.0.0.0/8'))).toBe(false);
+    const set = new DisjointCidrSet<string>();
+    for (const [t, owner] of [['10.244.2.0/24', 'b'], ['10.244.0.0/24', 'a'], ['10.244.8.0/22', 'c']] as const) set.add(net(t), owner);
+    expect(set.find(net('10.244.0.0/23'))?.owner).toBe('a');
+    expect(set.find(net('10.244.11.0/24'))?.owner).toBe('c');
+    expect(set.find(net('10.244.1.0/24'))).toBeUndefined();
+    expect(set.find(net('10.244.4.0/22'))).toBeUndefined();
+    const hit = set.find(net('10.0.0.0/8'));
+    expect(hit && text(hit.cidr)).toBe('10.244.0.0/24');
   });
 });

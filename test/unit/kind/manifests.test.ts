@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
-import { parseNetwork as parseCidr } from '../../../lib/addr/addr.js';
+import { formatCidr, parseNetwork as parseCidr } from '../../../lib/addr/addr.js';
 import { parseFlags } from '../../../routesync/flags.js';
 import { parseListenAddr } from '../../../routesync/server.js';
 import { PLUGIN_NAMES } from '../../../plugins/registry.js';
@@ -164,7 +164,11 @@ describe('kind/podnet.yaml', () => {
     expect(mounts.get(join(parsed.options.sysctlRoot, 'net'))).toBe('proc-sys-net');
     // podCIDRs are held to the cluster's pod subnet: the one kind gives the controller-manager.
     const podSubnet = String((parseYaml(text('cluster.yaml')) as { networking: { podSubnet: string } }).networking.podSubnet);
-    expect(parsed.options.clusterCidrs).toEqual(podSubnet.split(',').map((t) => (parseCidr(t.trim()) as { value: { text: string } }).value.text));
+    expect(parsed.options.clusterCidrs).toEqual(podSubnet.split(',').map((t) => {
+      const p = parseCidr(t.trim());
+      if (!p.ok) throw new Error(p.error);
+      return formatCidr(p.value.addr, p.value.prefix);
+    }));
     // The heap cap is built into the executable (which ignores NODE_OPTIONS): none here.
     expect(c.env.find((e: { name: string }) => e.name === 'NODE_OPTIONS')).toBeUndefined();
     const daemon = EXECUTABLES.find((e) => e.name === 'podnet-routesync');

@@ -64,6 +64,21 @@ describe('owners and index buckets', () => {
     const full = [0, 1, 2, 3].map((i) => bucketOf({ containerId: `c${i}`, ifName: '' }));
     expect(legacy).not.toEqual(full);
   });
+
+  it('keeps the on-disk bucket of a key (values computed before the hash moved to lib/hash)', () => {
+    // The index is on disk: a key that changed bucket would be looked for in the wrong file.
+    // The 32-bit hash steps over UTF-16 code units, so non-ASCII names are pinned too.
+    const pinned: [Parameters<typeof bucketOf>[0], number][] = [
+      [{ containerId: 'a', ifName: 'eth0' }, 101],
+      [{ containerId: 'dummy', ifName: 'eth0' }, 176],
+      [{ containerId: 'c0' }, 213],
+      [{ containerId: 'c0', ifName: '' }, 50],
+      [{ containerId: '0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0', ifName: 'net1' }, 89],
+      [{ containerId: 'ctr', ifName: '\u00e9th0' }, 157],
+      [{ containerId: 'ctr', ifName: 'eth\u{1F600}' }, 214],
+    ];
+    for (const [owner, bucket] of pinned) expect(bucketOf(owner), JSON.stringify(owner)).toBe(bucket);
+  });
 });
 
 describe('parseResolvConf', () => {

@@ -2,22 +2,13 @@
  * Deterministic names and keys, so every verb finds what ADD made from (network, containerID,
  * ifname) alone — even when the pod's namespace is gone.
  *
- * Names use FNV-1a (64 bit): they need spreading, not secrecy, and loading node:crypto costs a
- * plugin start-up several milliseconds. Only the reference-compatible iptables chain name needs
- * SHA-512, and loads node:crypto when (and only when) the iptables backend is used.
+ * Names use FNV-1a (64 bit, lib/hash/fnv.ts). Only the reference-compatible iptables chain name
+ * needs SHA-512, and loads node:crypto when (and only when) the iptables backend is used.
  */
-const MASK64 = (1n << 64n) - 1n;
-export function fnv1a64(s: string): string {
-  let h = 0xcbf29ce484222325n;
-  for (const b of Buffer.from(s, 'utf8')) {
-    h ^= BigInt(b);
-    h = (h * 0x100000001b3n) & MASK64;
-  }
-  return h.toString(16).padStart(16, '0');
-}
+import { fnv1a64Hex } from '../../lib/hash/fnv.js';
 
 const hex = (algo: 'fnv' | 'sha512', s: string): string =>
-  algo === 'fnv' ? fnv1a64(s) : process.getBuiltinModule('node:crypto').createHash('sha512').update(s).digest('hex');
+  algo === 'fnv' ? fnv1a64Hex(s) : process.getBuiltinModule('node:crypto').createHash('sha512').update(s).digest('hex');
 
 /** Host end of the pod's veth: `veth` + 11 hex digits (15 characters, IFNAMSIZ-1). */
 export const calcHostVethName = (containerId: string, ifName: string): string =>

@@ -32,6 +32,7 @@
  */
 import { lstatSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { fnv1a32 } from '../../../lib/hash/fnv.js';
 import { type ReservationDir, assertRealDir, ensureRealDir, readNoFollow, writeNoFollow } from './reservation-dir.js';
 import { type Owner, type Reservation, sameOwner } from './store.js';
 
@@ -42,12 +43,10 @@ export const BUCKETS = 256;
 const YIELD_EVERY = 64;
 const yieldNow = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-/** The bucket an owner's index entry lives in: FNV-1a (32 bits) of its key, modulo 256. */
+/** The bucket an owner's index entry lives in: FNV-1a (32 bits, lib/hash/fnv.ts) of its key,
+ * modulo 256. On disk: the key and the hash must not change (a test pins known buckets). */
 export function bucketOf(o: Owner): number {
-  const key = `${o.containerId}\u0000${o.ifName ?? '\u0000legacy'}`;
-  let h = 0x811c9dc5;
-  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
-  return (h >>> 0) % BUCKETS;
+  return fnv1a32(`${o.containerId}\u0000${o.ifName ?? '\u0000legacy'}`) % BUCKETS;
 }
 
 export const bucketName = (b: number): string => `${b.toString(16).padStart(2, '0')}.json`;

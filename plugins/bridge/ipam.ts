@@ -2,6 +2,7 @@ import { type DelegateDeps, type FindInPath, delegate, findInPath } from '../../
 import type { CmdArgs, PluginFuncs, Verb } from '../../lib/cni/dispatch.js';
 import { processRunner } from '../../lib/linux/exec.js';
 import { IN_PROCESS_IPAM } from '../registry.js';
+import { testForceIpamExec } from './test-hooks.js';
 
 /**
  * The bridge's IPAM, as one more set of CNI handlers: any CNI IPAM plugin, found through
@@ -10,7 +11,8 @@ import { IN_PROCESS_IPAM } from '../registry.js';
  * code, same config, same on-disk store, minus one Node start-up. Their result is used as the
  * handler returns it: an exec'd IPAM's result passes through the config version's JSON shape,
  * which before 1.0.0 cannot carry route mtu/advmss/priority/table/scope, and before 0.3.0 only
- * one address per family. `PODNET_IPAM_EXEC=1` forces the exec path (used to compare both).
+ * one address per family. Tests compare both paths through `forceExec` (the test build reads it
+ * from PODNET_TEST_IPAM_EXEC: plugins/bridge/test-hooks.ts; the shipped build never execs it).
  */
 export type Ipam = PluginFuncs;
 
@@ -21,12 +23,15 @@ export interface IpamDeps {
   runner: DelegateDeps['runner'];
   /** IPAM types that may run in-process: type → loader of its handlers. */
   inProcess: Readonly<Record<string, () => Promise<PluginFuncs>>>;
+  /** Exec this invocation's IPAM even when it could run in-process (a test's comparison). */
+  forceExec: (args: CmdArgs) => boolean;
 }
 
 export const defaultIpamDeps = (): IpamDeps => ({
   findInPath: (type, paths) => findInPath(type, paths),
   runner: processRunner,
   inProcess: IN_PROCESS_IPAM,
+  forceExec: testForceIpamExec,
 });
 
 export function createIpam(type: string, deps: IpamDeps): Ipam {
@@ -34,7 +39,7 @@ export function createIpam(type: string, deps: IpamDeps): Ipam {
   /** The in-process handlers, or undefined when this IPAM is exec'd. */
   const local = async (args: CmdArgs): Promise<PluginFuncs | undefined> => {
     const load = deps.inProcess[type];
-    if (!load || args.env.PODNET_IPAM_EXEC === '1') return undefined;
+    if (!load || deps.forceExec(args)) return undefined;
     // Only when the runtime could have exec'd it: same lookup, same error when it is missing.
     deps.findInPath(type, args.path);
     return load();

@@ -20,7 +20,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DIST_BENCH, DIST_BIN, debianCniBin } from '../helpers/env.js';
+import { DIST_BENCH, DIST_BIN, DIST_TEST_BIN, debianCniBin } from '../helpers/env.js';
 import { UPSTREAM_CNI_VERSION, upstreamCniBin } from '../helpers/peers.js';
 import { PLUGIN_NAMES } from '../../plugins/registry.js';
 
@@ -121,10 +121,11 @@ async function inner(): Promise<void> {
       env: baseEnv,
     },
     {
+      // The test build's bridge (only it reads PODNET_TEST_IPAM_EXEC), exec'ing the shipped IPAM.
       label: 'podnet, IPAM exec',
-      file: join(bin, 'podnet-bridge'),
+      file: join(DIST_TEST_BIN, 'podnet-bridge'),
       conf: conf('podnet-bridge', 'podnet-host-local', 'pbrbpox', 'pbrbpox', '10.203.0.0/16'),
-      env: { ...baseEnv, PODNET_IPAM_EXEC: '1' },
+      env: { ...baseEnv, PODNET_TEST_IPAM_EXEC: '1' },
     },
   ];
   if (alt) {

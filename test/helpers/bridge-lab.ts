@@ -46,15 +46,16 @@ export class BridgeLab {
     return `${this.prefix}c${process.pid.toString(36)}x${this.counter}`;
   }
 
-  /** Run a plugin of the lab's CNI_PATH inside the node namespace. */
+  /** Run a plugin of the lab's CNI_PATH inside the node namespace (`exe`: another executable of
+   * it, e.g. the test build's, still with the lab's CNI_PATH). */
   run(
     plugin: string,
     command: string,
     conf: unknown,
-    o: { id?: string; netns?: string; ifName?: string; args?: string; env?: Record<string, string | undefined> } = {},
+    o: { id?: string; netns?: string; ifName?: string; args?: string; env?: Record<string, string | undefined>; exe?: string } = {},
   ): Promise<PluginRun> {
     return runPlugin(
-      join(this.cniPath, plugin),
+      o.exe ?? join(this.cniPath, plugin),
       {
         command,
         ...(o.id !== undefined ? { containerId: o.id } : {}),

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { versionAtLeast } from '../../lib/cni/version.js';
-import { ALL_VERSIONS, hasBuild, isRoot } from '../helpers/env.js';
+import { ALL_VERSIONS, DIST_TEST_BIN, hasBuild, isRoot } from '../helpers/env.js';
 import { UPSTREAM_CNI_VERSION } from '../helpers/peers.js';
 import { BridgeLab, bridgeConf, globalAddrs, linkInfo } from '../helpers/bridge-lab.js';
 import type { Netns } from '../helpers/netns.js';
@@ -176,24 +176,26 @@ describe.runIf(isRoot && hasBuild)('podnet-bridge in a node namespace', () => {
     expect((await lab.run('podnet-bridge', 'DEL', ref, { id, netns: pod.path })).code).toBe(0);
     expect(existsSync(join(lab.dataDir, 'pbrref', '10.90.0.2'))).toBe(false);
 
-    // Same sequence twice, once in-process and once exec'd: same results.
+    // Same sequence twice, once in-process (the shipped build) and once exec'd (the test build,
+    // which alone reads PODNET_TEST_IPAM_EXEC; it execs the shipped podnet-host-local): same results.
     const outcomes: unknown[] = [];
     for (const exec of ['0', '1']) {
+      const o = exec === '1' ? { env: { PODNET_TEST_IPAM_EXEC: '1' }, exe: join(DIST_TEST_BIN, 'podnet-bridge') } : {};
       const conf = bridgeConf(lab, { bridge: 'pbrbrh', name: `pbrinp${exec}`, ranges: [[{ subnet: '10.91.0.0/24', rangeStart: '10.91.0.10' }]] });
       const steps: unknown[] = [];
       const pods = [await lab.pod(), await lab.pod()];
       const ids = [`pbrsame1`, `pbrsame2`];
       for (let i = 0; i < 2; i++) {
-        const a = await lab.run('podnet-bridge', 'ADD', conf, { id: ids[i] as string, netns: (pods[i] as Netns).path, env: { PODNET_IPAM_EXEC: exec } });
+        const a = await lab.run('podnet-bridge', 'ADD', conf, { id: ids[i] as string, netns: (pods[i] as Netns).path, ...o });
         steps.push(a.code, (a.json?.ips as Obj[] | undefined)?.map((x) => x.address));
       }
-      const dup = await lab.run('podnet-bridge', 'DEL', conf, { id: ids[0] as string, netns: (pods[0] as Netns).path, env: { PODNET_IPAM_EXEC: exec } });
+      const dup = await lab.run('podnet-bridge', 'DEL', conf, { id: ids[0] as string, netns: (pods[0] as Netns).path, ...o });
       steps.push(dup.code);
-      const again = await lab.run('podnet-bridge', 'ADD', conf, { id: 'pbrsame3', netns: (pods[0] as Netns).path, env: { PODNET_IPAM_EXEC: exec } });
+      const again = await lab.run('podnet-bridge', 'ADD', conf, { id: 'pbrsame3', netns: (pods[0] as Netns).path, ...o });
       steps.push(again.code, (again.json?.ips as Obj[] | undefined)?.map((x) => x.address));
       steps.push(Object.keys(reservations(lab.dataDir, `pbrinp${exec}`)));
       for (const [i, p] of [['pbrsame2', pods[1]], ['pbrsame3', pods[0]]] as const) {
-        await lab.run('podnet-bridge', 'DEL', conf, { id: i, netns: (p as Netns).path, env: { PODNET_IPAM_EXEC: exec } });
+        await lab.run('podnet-bridge', 'DEL', conf, { id: i, netns: (p as Netns).path, ...o });
       }
       outcomes.push(steps);
     }

@@ -1,11 +1,11 @@
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runPlugin } from '../helpers/cni.js';
-import { ALL_VERSIONS, DIST_BIN, hasBuild } from '../helpers/env.js';
+import { ALL_VERSIONS, DIST_BIN, DIST_TEST_BIN, hasBuild } from '../helpers/env.js';
 import { PLUGIN_NAMES } from '../../plugins/registry.js';
 
 /**
@@ -117,5 +117,47 @@ describe.runIf(hasBuild)('the executables ignore NODE_OPTIONS', () => {
     const r = await execa(process.execPath, ['-e', '0'], { env: { NODE_OPTIONS: `--require=${hook}` }, reject: false });
     expect(r.stderr).toContain('HOOK RAN');
     rmSync(marker, { force: true });
+  });
+});
+
+/**
+ * PODNET_TEST_IPAM_EXEC=1 (plugins/bridge/test-hooks.ts) makes the bridge exec podnet's own IPAM
+ * instead of running it in-process; only the test build may read it. The CNI_PATH here holds a
+ * fake podnet-host-local that leaves a marker when exec'd, and STATUS needs no namespace.
+ */
+describe.runIf(hasBuild)('only the test build reads PODNET_TEST_IPAM_EXEC', () => {
+  let dir: string;
+  let bin: string;
+  let marker: string;
+
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'pnt-ipamexec-'));
+    bin = join(dir, 'bin');
+    marker = join(dir, 'exec-ran');
+    mkdirSync(bin);
+    const fake = join(bin, 'podnet-host-local');
+    writeFileSync(fake, `#!/bin/sh\necho "$CNI_COMMAND" >> ${JSON.stringify(marker)}\n`);
+    chmodSync(fake, 0o755);
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  const status = (exe: string) =>
+    runPlugin(
+      exe,
+      { command: 'STATUS', path: bin, env: { PODNET_TEST_IPAM_EXEC: '1', PODNET_IPAM_EXEC: '1' } },
+      { cniVersion: '1.1.0', name: 'pntipamexec', type: 'podnet-bridge', bridge: 'pntbr0', ipam: { type: 'podnet-host-local', dataDir: join(dir, 'ipam'), subnet: '10.125.0.0/24' } },
+    );
+
+  it('dist/bin/podnet-bridge ignores it: its IPAM runs in-process', async () => {
+    const r = await status(join(DIST_BIN, 'podnet-bridge'));
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(existsSync(marker)).toBe(false);
+  });
+
+  it('dist/test/bin/podnet-bridge honours it: the IPAM in CNI_PATH is exec\'d', async () => {
+    const r = await status(join(DIST_TEST_BIN, 'podnet-bridge'));
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(existsSync(marker)).toBe(true);
+    rmSync(marker);
   });
 });

@@ -348,6 +348,7 @@ export class FakeIpam {
         },
       },
       inProcess: { 'fake-ipam': async () => funcs },
+      forceExec: () => false,
     };
   }
 }

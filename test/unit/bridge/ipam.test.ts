@@ -8,7 +8,7 @@ import { PLUGIN_NAMES } from '../../../plugins/registry.js';
 import { FAKE_CNI_PATH, cmdArgs } from './fakes.js';
 
 /** IPAM deps over a fake CNI_PATH holding `local-ipam` (in-process) and `other-ipam` (exec'd). */
-function deps(stdout: string) {
+function deps(stdout: string, forceExec = false) {
   const execs: RunOptions[] = [];
   const handled: string[] = [];
   const result: Result = { cniVersion: '1.1.0', ips: [{ address: '10.3.0.2/24' }], routes: [{ dst: '10.4.0.0/16', gw: '10.3.0.1', mtu: 1400, table: 7 }] };
@@ -34,6 +34,7 @@ function deps(stdout: string) {
       },
     },
     inProcess: { 'local-ipam': async () => funcs },
+    forceExec: () => forceExec,
   };
   return { d, execs, handled, result };
 }
@@ -78,11 +79,16 @@ describe('the bridge IPAM seam', () => {
     expect(handled).toEqual([]);
   });
 
-  it('PODNET_IPAM_EXEC=1 execs even podnet’s own IPAM', async () => {
-    const { d, execs, handled } = deps('{"cniVersion":"1.0.0","ips":[{"address":"10.3.0.5/24"}]}');
-    const r = await createIpam('local-ipam', d).add(args('1.0.0', 'local-ipam', { env: { PODNET_IPAM_EXEC: '1' } }));
+  it('forceExec execs even podnet’s own IPAM', async () => {
+    const { d, execs, handled } = deps('{"cniVersion":"1.0.0","ips":[{"address":"10.3.0.5/24"}]}', true);
+    const r = await createIpam('local-ipam', d).add(args('1.0.0', 'local-ipam'));
     expect(r.ips).toEqual([{ address: '10.3.0.5/24' }]);
     expect(handled).toEqual([]);
     expect(execs).toHaveLength(1);
+  });
+
+  it('the default deps ignore PODNET_TEST_IPAM_EXEC outside the test build (source runs: hooks off, as shipped)', () => {
+    const a = args('1.0.0', 'podnet-host-local', { env: { PODNET_TEST_IPAM_EXEC: '1', PODNET_IPAM_EXEC: '1' } });
+    expect(defaultIpamDeps().forceExec(a)).toBe(false);
   });
 });

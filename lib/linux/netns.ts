@@ -1,4 +1,4 @@
-import { statSync, statfsSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readlinkSync, statSync, statfsSync } from 'node:fs';
 import { CniError, ErrorCode } from '../cni/errors.js';
 import { netnsPathProblem } from './values.js';
 
@@ -7,13 +7,48 @@ import { netnsPathProblem } from './values.js';
  * work: the path is well-formed (it becomes an `ip`/`nsenter` argument), it exists, it lives on
  * nsfs (a regular file, a directory or /dev/null is not a namespace), and it is not the
  * namespace the plugin itself runs in — the node's (upstream skel compares the same device and
- * inode). Another namespace type on nsfs (`/proc/<pid>/ns/mnt`) is left to the kernel, which
- * refuses it when the veth is moved there.
+ * inode), nor a namespace of another type on nsfs (`/proc/<pid>/ns/mnt`, a bind-mounted uts or
+ * user namespace: `other:<type>`), which the kernel would refuse only when the veth is moved
+ * there, as an "Invalid argument" that says nothing of CNI_NETNS.
  */
-export type NetnsStatus = 'ok' | 'missing' | 'not-netns' | 'own';
+export type NetnsStatus = 'ok' | 'missing' | 'not-netns' | 'own' | `other:${string}`;
 
 /** NSFS_MAGIC from linux/magic.h. */
 const NSFS_MAGIC = 0x6e736673;
+
+/** How nsfs names a namespace: `net:[4026532178]`. */
+const NS_NAME = /^([a-z_]+):\[[0-9]+\]$/;
+
+/**
+ * The type of namespace an nsfs file holds (net, mnt, uts, user…), without spawning (Node has no
+ * ioctl for NS_GET_NSTYPE): opened, a /proc/<pid>/ns/<type> link reads back through
+ * /proc/self/fd as `<type>:[<inode>]`; a bind mount of one (`ip netns add`, containerd's
+ * /var/run/netns/cni-…) reads back as its own path, and its mount's root in /proc/self/mountinfo
+ * is that name. undefined when neither tells.
+ */
+export function nsType(path: string): string | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch {
+    return undefined;
+  }
+  try {
+    const direct = NS_NAME.exec(readlinkSync(`/proc/self/fd/${fd}`));
+    if (direct) return direct[1];
+    const mntId = /^mnt_id:\s*([0-9]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1];
+    if (mntId === undefined) return undefined;
+    for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+      // "<mount id> <parent id> <major:minor> <root> <mount point> …"
+      if (line.startsWith(`${mntId} `)) return NS_NAME.exec(line.split(' ')[3] ?? '')?.[1];
+    }
+    return undefined;
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
+}
 
 export function netnsStatus(path: string, own = '/proc/self/ns/net'): NetnsStatus {
   let st;
@@ -33,14 +68,17 @@ export function netnsStatus(path: string, own = '/proc/self/ns/net'): NetnsStatu
   } catch {
     // our own namespace cannot be read: nothing to compare with
   }
-  return 'ok';
+  const type = nsType(path);
+  // Type unknown (the file could not be opened): left to the kernel.
+  return type === undefined || type === 'net' ? 'ok' : `other:${type}`;
 }
 
 /** The CNI error for a CNI_NETNS that cannot be used as a pod's namespace, or undefined. */
 export function netnsError(path: string, status: (p: string) => NetnsStatus): CniError | undefined {
   const why = netnsPathProblem(path);
   if (why) return new CniError(ErrorCode.InvalidEnvironmentVariables, `invalid CNI_NETNS "${path}": ${why}`, 'CNI_NETNS');
-  switch (status(path)) {
+  const st = status(path);
+  switch (st) {
     case 'ok':
       return undefined;
     case 'missing':
@@ -49,5 +87,7 @@ export function netnsError(path: string, status: (p: string) => NetnsStatus): Cn
       return new CniError(ErrorCode.InvalidNetns, `"${path}" is not a network namespace`, 'CNI_NETNS');
     case 'own':
       return new CniError(ErrorCode.InvalidNetns, `netns "${path}" is the plugin's own (the node's) network namespace, not a pod's`, 'CNI_NETNS');
+    default:
+      return new CniError(ErrorCode.InvalidNetns, `"${path}" is not a network namespace: it is a ${st.slice('other:'.length)} namespace`, 'CNI_NETNS');
   }
 }

@@ -1,4 +1,5 @@
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { execa } from 'execa';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BridgeLab, bridgeConf } from '../helpers/bridge-lab.js';
@@ -198,6 +199,29 @@ describe.runIf(isRoot && hasBuild)('podnet-bridge: hostile input never becomes a
         expect(String(r.json?.msg)).toContain('not a network namespace');
         expect(await state(lab, pod)).toBe(before);
         expect(held()).toEqual(heldBefore);
+      }
+    });
+
+    it('CNI_NETNS naming a namespace of another type (mnt, user, a bind-mounted uts): code 8 naming the type, nothing created; DEL succeeds', async () => {
+      const pod = await lab.pod();
+      const uts = join(lab.dataDir, 'uts-ns');
+      writeFileSync(uts, '');
+      await execa('mount', ['--bind', '/proc/self/ns/uts', uts]);
+      try {
+        const held = () => Object.keys(reservations(lab.dataDir, 'pklnet')).sort();
+        for (const [netns, type] of [['/proc/self/ns/mnt', 'mnt'], ['/proc/self/ns/user', 'user'], [uts, 'uts']] as const) {
+          const before = await settled(lab, pod);
+          const heldBefore = held();
+          const id = lab.nextId();
+          const r = await lab.run('podnet-bridge', 'ADD', conf(), { id, netns });
+          expect(r.code).not.toBe(0);
+          expect(r.json).toMatchObject({ code: 8, msg: `"${netns}" is not a network namespace: it is a ${type} namespace` });
+          expect(await state(lab, pod)).toBe(before);
+          expect(held()).toEqual(heldBefore);
+          expect((await lab.run('podnet-bridge', 'DEL', conf(), { id, netns })).code).toBe(0);
+        }
+      } finally {
+        await execa('umount', [uts], { reject: false });
       }
     });
 

@@ -1,5 +1,3 @@
-import { isIPv6 } from 'node:net';
-
 /**
  * The one address module: IP addresses and CIDRs as (family, bigint) pairs, strict text forms,
  * canonical printing. Every podnet component reads addresses through it, so the plugins, the
@@ -12,8 +10,8 @@ import { isIPv6 } from 'node:net';
  * Go. Printing is Go's: dotted quad, RFC 5952 for IPv6 — the names of the reference host-local's
  * reservation files.
  *
- * Hand code over node:net's validators rather than ipaddr.js: every pod pays a plugin's start-up,
- * and node:net is loaded anyway (child_process needs it).
+ * Hand code rather than ipaddr.js or node:net's validators: every pod pays a plugin's start-up
+ * (see parseV6 for what node:net's isIPv6 costs).
  */
 export type Family = 4 | 6;
 
@@ -48,25 +46,47 @@ function parseV4(text: string): bigint | undefined {
   return BigInt(v);
 }
 
-/** `text` already passed isIPv6 (and has no zone): its 128-bit value. */
-function parseV6(text: string): bigint {
+const V6_GROUP = /^[0-9A-Fa-f]{1,4}$/;
+
+/**
+ * The 128-bit value of an IPv6 text form, or undefined: hex groups of 1–4 digits, at most one
+ * `::` standing for one or more zero groups, an optional dotted-quad tail (strict, as Go's), no
+ * zone. Written out rather than node:net's isIPv6: its first call compiles a very large regular
+ * expression, several milliseconds of every ADD that reads a link with an IPv6 address.
+ */
+function parseV6(text: string): bigint | undefined {
   let s = text;
   const tail: number[] = [];
   if (s.includes('.')) {
     const i = s.lastIndexOf(':');
-    const v4 = Number(parseV4(s.slice(i + 1)) ?? 0n);
-    tail.push(v4 >>> 16, v4 & 0xffff);
+    const v4 = parseV4(s.slice(i + 1));
+    if (v4 === undefined) return undefined;
+    tail.push(Number(v4 >> 16n), Number(v4 & 0xffffn));
     s = s.slice(0, i + 1);
     if (!s.endsWith('::')) s = s.slice(0, -1);
   }
-  const groups = (g: string): number[] => (g === '' ? [] : g.split(':').map((x) => parseInt(x, 16)));
+  const groups = (g: string): number[] | undefined => {
+    if (g === '') return [];
+    const out: number[] = [];
+    for (const x of g.split(':')) {
+      if (!V6_GROUP.test(x)) return undefined;
+      out.push(parseInt(x, 16));
+    }
+    return out;
+  };
   const dbl = s.indexOf('::');
   let all: number[];
   if (dbl < 0) {
-    all = [...groups(s), ...tail];
+    const g = groups(s);
+    if (!g) return undefined;
+    all = [...g, ...tail];
+    if (all.length !== 8) return undefined;
   } else {
     const h = groups(s.slice(0, dbl));
-    const r = [...groups(s.slice(dbl + 2)), ...tail];
+    const r0 = groups(s.slice(dbl + 2));
+    if (!h || !r0) return undefined;
+    const r = [...r0, ...tail];
+    if (h.length + r.length > 7) return undefined;
     all = [...h, ...new Array<number>(8 - h.length - r.length).fill(0), ...r];
   }
   let v = 0n;
@@ -81,11 +101,8 @@ export function parseIp(text: unknown): Addr | undefined {
     const v = parseV4(text);
     return v === undefined ? undefined : { family: 4, value: v };
   }
-  if (text.includes('%') || !isIPv6(text)) return undefined;
-  // isIPv6 accepts an embedded dotted quad with leading zeros; Go does not.
-  const dot = text.lastIndexOf(':');
-  if (text.includes('.') && parseV4(text.slice(dot + 1)) === undefined) return undefined;
   const value = parseV6(text);
+  if (value === undefined) return undefined;
   if (value >> 32n === 0xffffn) return { family: 4, value: value & 0xffffffffn };
   return { family: 6, value };
 }

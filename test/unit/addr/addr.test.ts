@@ -47,6 +47,33 @@ describe('lib/addr: one strict reading of addresses', () => {
     expect(parseIp('FD00::0001')?.family).toBe(6);
   });
 
+  it('reads IPv6 text forms as Go does, without node:net (groups, one ::, dotted-quad tail, no zone)', () => {
+    const v6 = (t: string) => {
+      const a = parseIp(t);
+      return a === undefined ? undefined : formatIp(a);
+    };
+    for (const [text, want] of [
+      ['1:2:3:4:5:6:7:8', '1:2:3:4:5:6:7:8'],
+      ['1:2:3:4:5:6:7::', '1:2:3:4:5:6:7:0'],
+      ['::', '::'],
+      ['::1', '::1'],
+      ['1::', '1::'],
+      ['FE80::ABCD', 'fe80::abcd'],
+      ['0001:02:003::', '1:2:3::'],
+      ['::1.2.3.4', '::102:304'],
+      ['1:2:3:4:5:6:1.2.3.4', '1:2:3:4:5:6:102:304'],
+      ['::ffff:1.2.3.4', '1.2.3.4'],
+    ] as const) {
+      expect(v6(text), text).toBe(want);
+    }
+    for (const bad of [
+      ':1::', '1:::2', '1::2::3', '12345::', '1:2:3:4:5:6:7:8:9', '1:2:3:4:5:6:7', '1:2:3:4:5:6:7:8::',
+      '1:2:3:4:5:6:7:1.2.3.4', '1.2.3.4::', '::1.2.3', '::01.2.3.4', 'fe80::1%eth0', 'g::1', '1:', ':1', ':', '::1:', '1::2:',
+    ]) {
+      expect(parseIp(bad), bad).toBeUndefined();
+    }
+  });
+
   it('prints IPv6 as Go and RFC 5952 do: the first of equally long zero runs is shortened', () => {
     expect(formatIp(parseIp('0:0:190c:0:0:a89e:0:3c61') ?? { family: 4, value: 0n })).toBe('::190c:0:0:a89e:0:3c61');
     expect(formatIp(parseIp('2001:db8:0:0:1:0:0:1') ?? { family: 4, value: 0n })).toBe('2001:db8::1:0:0:1');

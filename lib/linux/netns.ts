@@ -25,6 +25,11 @@ const NS_NAME = /^([a-z_]+):\[[0-9]+\]$/;
  * /proc/self/fd as `<type>:[<inode>]`; a bind mount of one (`ip netns add`, containerd's
  * /var/run/netns/cni-…) reads back as its own path, and its mount's root in /proc/self/mountinfo
  * is that name. undefined when neither tells.
+ *
+ * Its cost is the kernel writing out the mount table: 0.13 ms with 23 mounts, 3.5 ms with 1,000
+ * (a busy node). Asking only after the kernel refuses the veth move would cost nothing on the
+ * good path, but on a node's first ADD the same batch has made the bridge by then: bad input
+ * would change the node.
  */
 export function nsType(path: string): string | undefined {
   let fd: number;

@@ -8,8 +8,9 @@
 //   dist/bin/podnet-routesync   the daemon, its own executable so that no plugin invocation
 //                               ever loads the Kubernetes client
 //   dist/test/bin/podnet (+ links)  not shipped: the plugins with their test hooks compiled in
-//                               (PODNET_TEST_PAUSE, PODNET_TEST_LOCK_TIMEOUT_MS); the shipped
-//                               build has them compiled out, so no environment can reach them
+//                               (ipam/host-local/test-hooks.ts, plugins/bridge/test-hooks.ts);
+//                               the shipped build has them compiled out, so no environment can
+//                               reach them (test/integration/executables.test.ts checks)
 //   dist/bench/podnet-empty     not shipped: an empty program, same Node, same SEA options — the
 //                               floor every plugin invocation pays (npm run bench)
 //
@@ -41,8 +42,9 @@ export const NODE_TARGET = 'node22.20';
 export const SEA_OPTIONS = { disableExperimentalSEAWarning: true, execArgvExtension: 'none' };
 
 /**
- * The compile-time switch for test hooks (ipam/host-local/test-hooks.ts): false in shipped
- * executables, so esbuild drops the code that reads the test variables.
+ * The compile-time switch for test hooks (ipam/host-local/test-hooks.ts, plugins/bridge/
+ * test-hooks.ts): false in shipped executables, so esbuild drops the code that reads the test
+ * variables — where a guard reads the define itself (see testHookDeps).
  */
 export const TEST_HOOKS_DEFINE = 'PODNET_TEST_HOOKS';
 

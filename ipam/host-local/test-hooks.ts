@@ -16,10 +16,8 @@ import type { DiskStoreOptions, PausePoint } from './store/disk-store.js';
  */
 declare const PODNET_TEST_HOOKS: boolean | undefined;
 
-export const testHooksBuilt: boolean = typeof PODNET_TEST_HOOKS !== 'undefined' && PODNET_TEST_HOOKS;
-
 /** The store options a test asked for in the invocation's env. */
-export function testDiskOptions(args: CmdArgs): DiskStoreOptions {
+function testDiskOptions(args: CmdArgs): DiskStoreOptions {
   const opts: DiskStoreOptions = {};
   const timeout = Number(args.env.PODNET_TEST_LOCK_TIMEOUT_MS);
   if (Number.isInteger(timeout) && timeout > 0) opts.lockTimeoutMs = timeout;
@@ -36,5 +34,10 @@ export function testDiskOptions(args: CmdArgs): DiskStoreOptions {
   return opts;
 }
 
-/** The deps the executable's main passes: test options only in a build with the hooks. */
-export const testHookDeps = (): HostLocalDeps => (testHooksBuilt ? { diskOptions: testDiskOptions } : {});
+/**
+ * The deps the executable's main passes: test options only in a build with the hooks. The define
+ * is read here, in the one expression that refers to testDiskOptions, so that esbuild folds it
+ * while parsing and drops the function (a flag imported from another module is folded only after
+ * tree shaking, which leaves the dead code in the shipped bundle; executables.test.ts checks).
+ */
+export const testHookDeps = (): HostLocalDeps => (typeof PODNET_TEST_HOOKS !== 'undefined' && PODNET_TEST_HOOKS ? { diskOptions: testDiskOptions } : {});

@@ -11,7 +11,7 @@ import type { CmdArgs } from '../../lib/cni/dispatch.js';
  */
 declare const PODNET_TEST_HOOKS: boolean | undefined;
 
-const built: boolean = typeof PODNET_TEST_HOOKS !== 'undefined' && PODNET_TEST_HOOKS;
-
-/** Does this invocation ask for the exec'd IPAM? Never in a build without the hooks. */
-export const testForceIpamExec = (args: CmdArgs): boolean => built && args.env.PODNET_TEST_IPAM_EXEC === '1';
+/** Does this invocation ask for the exec'd IPAM? Never in a build without the hooks (the define
+ * read inline, as in host-local's test-hooks.ts, so esbuild folds it while parsing). */
+export const testForceIpamExec = (args: CmdArgs): boolean =>
+  typeof PODNET_TEST_HOOKS !== 'undefined' && PODNET_TEST_HOOKS && args.env.PODNET_TEST_IPAM_EXEC === '1';

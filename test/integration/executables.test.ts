@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -147,6 +147,12 @@ describe.runIf(hasBuild)('only the test build reads PODNET_TEST_IPAM_EXEC', () =
       { command: 'STATUS', path: bin, env: { PODNET_TEST_IPAM_EXEC: '1', PODNET_IPAM_EXEC: '1' } },
       { cniVersion: '1.1.0', name: 'pntipamexec', type: 'podnet-bridge', bridge: 'pntbr0', ipam: { type: 'podnet-host-local', dataDir: join(dir, 'ipam'), subnet: '10.125.0.0/24' } },
     );
+
+  it('the shipped executable holds no test hook at all; the test build holds them', () => {
+    // The hooks' env names are in their code: where the names are absent, so is the code.
+    expect(readFileSync(join(DIST_BIN, 'podnet')).includes('PODNET_TEST_')).toBe(false);
+    expect(readFileSync(join(DIST_TEST_BIN, 'podnet')).includes('PODNET_TEST_PAUSE')).toBe(true);
+  });
 
   it('dist/bin/podnet-bridge ignores it: its IPAM runs in-process', async () => {
     const r = await status(join(DIST_BIN, 'podnet-bridge'));

@@ -4,7 +4,7 @@ import {
   cidrContains,
   cidrContainsCidr,
   cidrsOverlap,
-  formatCidr,
+  cidrText,
   formatIp,
   lastOf,
   networkOfAddress,
@@ -150,8 +150,6 @@ export function calcPeerAddresses(nodes: readonly NodeLike[], selfName: string, 
   }
   return [...out].sort();
 }
-
-const cidrText = (c: Cidr): string => formatCidr(c.addr, c.prefix);
 
 function familyName(f: Family): string {
   return f === 4 ? 'IPv4' : 'IPv6';

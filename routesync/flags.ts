@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { formatCidr } from '../lib/addr/addr.js';
+import { cidrText } from '../lib/addr/addr.js';
 import { parseClusterCidrs } from './pod-network.js';
 import { DEFAULT_ROUTE_PROTOCOL } from './reconcile-routes.js';
 import type { MasqMode } from './reconcile-masq.js';
@@ -187,6 +187,6 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv): Par
   if (!o.nodeName) return { ok: false, error: 'no node name: pass --node-name NAME or set NODE_NAME' };
   if (o.kubeconfig && o.nodesFile) return { ok: false, error: '--kubeconfig and --nodes-file exclude each other' };
   const cluster = parseClusterCidrs(o.clusterCidrs);
-  if (cluster.ok) o.clusterCidrs = cluster.value.map((c) => formatCidr(c.addr, c.prefix));
+  if (cluster.ok) o.clusterCidrs = cluster.value.map(cidrText);
   return { ok: true, options: o };
 }

@@ -1,4 +1,4 @@
-import { type Cidr, cidrContainsCidr, cidrsOverlap, familyBits, formatCidr, parseIp, parseNetwork } from '../lib/addr/addr.js';
+import { type Cidr, cidrContainsCidr, cidrsOverlap, familyBits, cidrText, parseIp, parseNetwork } from '../lib/addr/addr.js';
 import type { Family } from './types.js';
 
 /**
@@ -50,8 +50,6 @@ export function specialRange(c: Cidr): Special | undefined {
 
 export type PodCidrProblem = { kind: 'too-broad' | 'reserved' | 'outside-cluster'; message: string };
 
-const text = (c: Cidr): string => formatCidr(c.addr, c.prefix);
-
 function familyName(f: Family): string {
   return f === 4 ? 'IPv4' : 'IPv6';
 }
@@ -67,7 +65,7 @@ export function parseClusterCidrs(texts: readonly string[]): { ok: true; value: 
     const p = parseNetwork(t);
     if (!p.ok) return { ok: false, error: p.error };
     const bad = specialRange(p.value);
-    if (p.value.prefix === 0 || bad) return { ok: false, error: `"${t}" is not a pod network${bad ? ` (it overlaps ${bad.what} ${text(bad.cidr)})` : ''}` };
+    if (p.value.prefix === 0 || bad) return { ok: false, error: `"${t}" is not a pod network${bad ? ` (it overlaps ${bad.what} ${cidrText(bad.cidr)})` : ''}` };
     out.push(p.value);
   }
   return { ok: true, value: out };
@@ -80,18 +78,18 @@ export function parseClusterCidrs(texts: readonly string[]): { ok: true; value: 
  */
 export function podCidrProblem(c: Cidr, cluster: readonly Cidr[]): PodCidrProblem | undefined {
   const family = c.addr.family;
-  if (c.prefix === 0) return { kind: 'too-broad', message: `podCIDR "${text(c)}" covers every ${familyName(family)} address` };
+  if (c.prefix === 0) return { kind: 'too-broad', message: `podCIDR "${cidrText(c)}" covers every ${familyName(family)} address` };
   const s = specialRange(c);
-  if (s) return { kind: 'reserved', message: `podCIDR "${text(c)}" overlaps ${s.what} ${text(s.cidr)}: not a pod network` };
+  if (s) return { kind: 'reserved', message: `podCIDR "${cidrText(c)}" overlaps ${s.what} ${cidrText(s.cidr)}: not a pod network` };
   const widest = WIDEST_POD_PREFIX[family];
-  if (c.prefix < widest) return { kind: 'too-broad', message: `podCIDR "${text(c)}" is wider than /${widest}: no node's pod range is that large` };
+  if (c.prefix < widest) return { kind: 'too-broad', message: `podCIDR "${cidrText(c)}" is wider than /${widest}: no node's pod range is that large` };
   if (cluster.length > 0 && !cluster.some((k) => cidrContainsCidr(k, c))) {
-    const mine = cluster.filter((k) => k.addr.family === family).map(text);
+    const mine = cluster.filter((k) => k.addr.family === family).map(cidrText);
     return {
       kind: 'outside-cluster',
       message: mine.length
-        ? `podCIDR "${text(c)}" is outside the cluster's pod range ${mine.join(', ')} (--cluster-cidr)`
-        : `podCIDR "${text(c)}": the cluster has no ${familyName(family)} pod range (--cluster-cidr)`,
+        ? `podCIDR "${cidrText(c)}" is outside the cluster's pod range ${mine.join(', ')} (--cluster-cidr)`
+        : `podCIDR "${cidrText(c)}": the cluster has no ${familyName(family)} pod range (--cluster-cidr)`,
     };
   }
   return undefined;

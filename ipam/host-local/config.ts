@@ -2,7 +2,7 @@ import { parseCniArgs } from '../../lib/cni/cni-args.js';
 import { CniError, ErrorCode } from '../../lib/cni/errors.js';
 import type { NetConf, Route } from '../../lib/cni/types.js';
 import { versionAtLeast } from '../../lib/cni/version.js';
-import { type Addr, familyBits, formatCidr, formatIp, hostMask, parseCidr, parseIp, parseIpMaybeCidr } from '../../lib/addr/addr.js';
+import { type Addr, familyBits, cidrText, formatCidr, formatIp, hostMask, parseCidr, parseIp, parseIpMaybeCidr } from '../../lib/addr/addr.js';
 import { type JsonObject as Obj, isJsonObject as isObj } from '../../lib/cni/json.js';
 
 /**
@@ -79,7 +79,7 @@ function loadRange(raw: unknown, where: string): Range {
     );
   }
   const broadcast = network | mask;
-  const net = formatCidr(cidr.addr, cidr.prefix);
+  const net = cidrText(cidr);
   const inSubnet = (a: Addr) => a.family === family && (a.value & ~mask) === network;
 
   const addrKey = (key: string): Addr | undefined => {
@@ -132,7 +132,7 @@ function loadRoutes(raw: unknown): Route[] {
     const dstText = optString(r, 'dst', where);
     const dst = dstText === undefined ? undefined : parseCidr(dstText);
     if (!dst) invalid(`${where}.dst ${dstText === undefined ? 'is required' : `"${dstText}" is not a valid CIDR`}`);
-    const route: Route = { dst: formatCidr(dst.addr, dst.prefix) };
+    const route: Route = { dst: cidrText(dst) };
     const gwText = optString(r, 'gw', where);
     if (gwText !== undefined) {
       const gw = parseIp(gwText);

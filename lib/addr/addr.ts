@@ -158,6 +158,9 @@ export function formatIp(a: Addr): string {
 
 export const formatCidr = (a: Addr, prefix: number): string => `${formatIp(a)}/${prefix}`;
 
+/** A Cidr's canonical text (`10.244.1.0/24`). */
+export const cidrText = (c: Cidr): string => formatCidr(c.addr, c.prefix);
+
 export function hostMask(family: Family, prefix: number): bigint {
   return (1n << BigInt(familyBits(family) - prefix)) - 1n;
 }
@@ -198,7 +201,7 @@ export function canonicalIp(text: unknown): string | undefined {
 /** Canonical text of a CIDR keeping host bits ("fd00:0::5/64" → "fd00::5/64"); undefined if none. */
 export function canonicalCidr(text: unknown): string | undefined {
   const c = parseCidr(text);
-  return c ? formatCidr(c.addr, c.prefix) : undefined;
+  return c ? cidrText(c) : undefined;
 }
 
 /** upstream calcGatewayIP: the first address after the network address. */
@@ -221,7 +224,7 @@ export function cidrParts(text: unknown): CidrParts | undefined {
   const c = parseCidr(text);
   if (!c) return undefined;
   const n = networkOf(c);
-  return { family: c.addr.family, ip: formatIp(c.addr), prefix: c.prefix, subnet: formatCidr(n.addr, n.prefix) };
+  return { family: c.addr.family, ip: formatIp(c.addr), prefix: c.prefix, subnet: cidrText(n) };
 }
 
 /**

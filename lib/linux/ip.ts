@@ -1,5 +1,5 @@
 import { CniError, ErrorCode } from '../cni/errors.js';
-import { type Family, formatCidr, formatIp, parseCidr, parseIp } from '../addr/addr.js';
+import { type Family, cidrText, formatIp, parseCidr, parseIp } from '../addr/addr.js';
 import { type RunResult, type Runner, binary as binaryPath, processRunner } from './exec.js';
 import { ifNameProblem, isIntIn, isMacText, macProblem, netnsPathProblem, sysctlKeyProblem } from './values.js';
 
@@ -82,7 +82,7 @@ const ip = (v: string): string => {
 const cidr = (v: string): string => {
   const c = parseCidr(v);
   if (!c) throw new KernelInputError('CIDR', v, 'not an address/prefix');
-  return formatCidr(c.addr, c.prefix);
+  return cidrText(c);
 };
 const netns = (v: string): string => {
   const why = netnsPathProblem(v);
@@ -191,7 +191,7 @@ export function decodeLink(e: unknown): LinkEntry | undefined {
     if (!c) continue;
     addrs.push({
       family: c.addr.family,
-      cidr: formatCidr(c.addr, c.prefix),
+      cidr: cidrText(c),
       scope: typeof a.scope === 'string' ? a.scope : '',
       tentative: a.tentative === true,
       dadfailed: a.dadfailed === true,

@@ -1,7 +1,7 @@
 import type { CmdArgs } from '../../lib/cni/dispatch.js';
 import { CniError, ErrorCode } from '../../lib/cni/errors.js';
 import type { Interface, Result } from '../../lib/cni/types.js';
-import { canonicalIp, cidrParts, formatCidr, parseCidr } from '../../lib/addr/addr.js';
+import { canonicalIp, cidrParts, cidrText, parseCidr } from '../../lib/addr/addr.js';
 import { IpBatch, type LinkEntry } from '../../lib/linux/ip.js';
 import { isIfName } from '../../lib/linux/values.js';
 import type { BridgeDeps } from './bridge.js';
@@ -64,7 +64,7 @@ export async function runCheck(deps: BridgeDeps, conf: BridgeConf, args: CmdArgs
   const have = new Set(cont.addrs.map((a) => a.cidr));
   for (const ip of prev.ips ?? []) {
     const c = parseCidr(ip.address);
-    if (!c || !have.has(formatCidr(c.addr, c.prefix))) fail(`address ${ip.address} is not on "${args.ifName}"`);
+    if (!c || !have.has(cidrText(c))) fail(`address ${ip.address} is not on "${args.ifName}"`);
   }
   // Routes.
   const routes = (routeStep.ok ? routeStep.value : []) as Entry[];

@@ -6,7 +6,7 @@ import {
   cidrContainsCidr,
   cidrParts,
   cidrsOverlap,
-  formatCidr,
+  cidrText,
   formatIp,
   gatewayOf,
   networkOfAddress,
@@ -16,7 +16,6 @@ import {
 } from '../../../lib/addr/addr.js';
 import { parseResult } from '../../../lib/cni/result.js';
 
-const text = (c: Cidr) => formatCidr(c.addr, c.prefix);
 const net = (t: string): Cidr => {
   const p = parseNetwork(t);
   if (!p.ok) throw new Error(p.error);
@@ -40,9 +39,9 @@ describe('lib/addr: one strict reading of addresses', () => {
     expect(parseNetwork('10.1.2.3/24')).toEqual({ ok: false, error: '"10.1.2.3/24" has host bits set' });
     const v6 = parseNetwork('fd00:0::/64');
     expect(v6).toMatchObject({ ok: true, value: { addr: { family: 6 }, prefix: 64 } });
-    expect(v6.ok && text(v6.value)).toBe('fd00::/64');
+    expect(v6.ok && cidrText(v6.value)).toBe('fd00::/64');
     const n = networkOfAddress('172.18.0.2', 16);
-    expect(n && text(n)).toBe('172.18.0.0/16');
+    expect(n && cidrText(n)).toBe('172.18.0.0/16');
     expect(canonicalIp('FD00::0001')).toBe('fd00::1');
     expect(parseIp('FD00::0001')?.family).toBe(6);
   });
@@ -103,6 +102,6 @@ describe('lib/addr: one strict reading of addresses', () => {
     expect(set.find(net('10.244.1.0/24'))).toBeUndefined();
     expect(set.find(net('10.244.4.0/22'))).toBeUndefined();
     const hit = set.find(net('10.0.0.0/8'));
-    expect(hit && text(hit.cidr)).toBe('10.244.0.0/24');
+    expect(hit && cidrText(hit.cidr)).toBe('10.244.0.0/24');
   });
 });

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
-import { formatCidr, parseNetwork as parseCidr } from '../../../lib/addr/addr.js';
+import { cidrText, parseNetwork as parseCidr } from '../../../lib/addr/addr.js';
 import { parseFlags } from '../../../routesync/flags.js';
 import { parseListenAddr } from '../../../routesync/server.js';
 import { PLUGIN_NAMES } from '../../../plugins/registry.js';
@@ -167,7 +167,7 @@ describe('kind/podnet.yaml', () => {
     expect(parsed.options.clusterCidrs).toEqual(podSubnet.split(',').map((t) => {
       const p = parseCidr(t.trim());
       if (!p.ok) throw new Error(p.error);
-      return formatCidr(p.value.addr, p.value.prefix);
+      return cidrText(p.value);
     }));
     // The heap cap is built into the executable (which ignores NODE_OPTIONS): none here.
     expect(c.env.find((e: { name: string }) => e.name === 'NODE_OPTIONS')).toBeUndefined();

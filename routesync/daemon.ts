@@ -4,7 +4,7 @@ import { processRunner } from '../lib/linux/exec.js';
 import { createVersionLookup } from './plugin-versions.js';
 import { type ConflistTemplate, DEFAULT_TEMPLATE, checkTemplate } from './conflist.js';
 import { type Options, helpText, parseFlags } from './flags.js';
-import { IprouteCli } from './host-net.js';
+import { IpHostNet } from './host-net.js';
 import { RouteSyncLoop } from './loop.js';
 import { Metrics } from './metrics.js';
 import { FileNodeSource } from './file-node-source.js';
@@ -93,7 +93,7 @@ export async function runRouteSync(argv: readonly string[], env: NodeJS.ProcessE
   const metrics = new Metrics();
   const loop = new RouteSyncLoop({
     source,
-    net: new IprouteCli(runner),
+    net: new IpHostNet(runner),
     masq,
     metrics,
     log,

@@ -1,15 +1,15 @@
 import { canonicalIp, parseIp } from '../lib/addr/addr.js';
 import { type Runner, processRunner } from '../lib/linux/exec.js';
-import { type IpChange, IpBatch, IprouteCli as IpBatchCli, type IpRunner, KernelInputError } from '../lib/linux/ip.js';
+import { type IpChange, type IpError, IpBatch, IprouteCli, type IpRunner, KernelInputError, Step, ipError } from '../lib/linux/ip.js';
 import type { Family, LocalAddress, Reachability } from './types.js';
 
 /**
  * What the daemon asks of the node's network stack (the seam its reconcilers use; tests pass a
- * fake or the real one wrapped into a namespace). IprouteCli is the real one, on the shared
+ * fake or the real one wrapped into a namespace). IpHostNet is the real one, on the shared
  * kernel layer (lib/linux/ip.ts): typed batches with JSON output and numeric protocols (-N), a
  * fixed number of processes per reconcile whatever the number of nodes. Every value read from
- * `ip -json` is checked before use; every route command is parsed into a typed operation, so
- * nothing but a well-formed route reaches `ip`.
+ * `ip -json` is checked before use; route changes are typed operations that the kernel layer
+ * validates before rendering, and each comes back with its own outcome (no line numbers).
  */
 export interface KernelRoute {
   /** Canonical CIDR (host routes get /32 or /128). */
@@ -29,9 +29,14 @@ export interface HostNet {
   reachability(ips: readonly string[]): Promise<Map<string, Reachability>>;
   /** Every route of the main table, both families. */
   routes(): Promise<KernelRoute[]>;
-  /** Apply `ip route …` commands in one batch; returns the failed ones (1-based line → error). */
-  applyRoutes(lines: readonly string[]): Promise<Map<number, string>>;
+  /** Apply route changes in one batch (`-force`: each runs whatever the others do); one outcome
+   * per change, in order: undefined when it took effect, else the kernel's (or the validator's)
+   * error. */
+  applyRoutes(changes: readonly RouteChange[]): Promise<(IpError | undefined)[]>;
 }
+
+/** A change to a route: `ip route add|replace|del` as the kernel layer types it. */
+export type RouteChange = Extract<IpChange, { kind: 'route' }>;
 
 interface IpRouteJson {
   type?: string;
@@ -76,11 +81,11 @@ export function toKernelRoute(r: IpRouteJson, family: Family): KernelRoute | und
   };
 }
 
-export class IprouteCli implements HostNet {
+export class IpHostNet implements HostNet {
   private readonly ip: IpRunner;
 
   constructor(runner: Runner = processRunner) {
-    this.ip = new IpBatchCli(runner);
+    this.ip = new IprouteCli(runner);
   }
 
   async addresses(): Promise<LocalAddress[]> {
@@ -142,45 +147,17 @@ export class IprouteCli implements HostNet {
     return [...v4, ...v6];
   }
 
-  async applyRoutes(lines: readonly string[]): Promise<Map<number, string>> {
-    const failures = new Map<number, string>();
+  async applyRoutes(changes: readonly RouteChange[]): Promise<(IpError | undefined)[]> {
     const b = new IpBatch({ force: true });
-    const steps = lines.map((line, i) => {
+    const steps = changes.map((c) => {
       try {
-        return b.add(parseRouteLine(line));
+        return b.add(c);
       } catch (e) {
-        failures.set(i + 1, e instanceof KernelInputError ? e.message : String(e));
-        return undefined;
+        if (e instanceof KernelInputError) return ipError(e.message);
+        throw e;
       }
     });
     await b.run(this.ip);
-    steps.forEach((s, i) => {
-      if (s && !s.ok) failures.set(i + 1, s.error?.raw || s.error?.message || 'failed');
-    });
-    return failures;
+    return steps.map((s) => (s instanceof Step ? s.error : s));
   }
-}
-
-/**
- * A route command of the reconciler (`route add|replace|del <cidr> [via <ip>] [proto N]
- * [metric N] [table main]`) as a typed operation; anything else is refused.
- */
-export function parseRouteLine(line: string): IpChange {
-  const t = line.split(' ');
-  const verb = t[1];
-  if (t[0] !== 'route' || (verb !== 'add' && verb !== 'replace' && verb !== 'del') || t[2] === undefined) {
-    throw new KernelInputError('route command', line, 'not "route add|replace|del <cidr> …"');
-  }
-  const op: Extract<IpChange, { kind: 'route' }> = { kind: 'route', verb, dst: t[2] };
-  const num = (v: string | undefined): number => (v !== undefined && /^\d{1,10}$/.test(v) ? Number(v) : NaN);
-  for (let i = 3; i < t.length; i += 2) {
-    const v = t[i + 1];
-    if (v === undefined) throw new KernelInputError('route command', line, `"${t[i]}" without a value`);
-    if (t[i] === 'via') op.via = v;
-    else if (t[i] === 'proto') op.proto = num(v);
-    else if (t[i] === 'metric') op.metric = num(v);
-    else if (t[i] === 'table' && v === 'main') op.table = 'main';
-    else throw new KernelInputError('route command', line, `unexpected "${t[i]}"`);
-  }
-  return op;
 }

@@ -1,6 +1,6 @@
 import type { Logger } from '../lib/cni/log.js';
 import { ChangeTracker } from './change-tracker.js';
-import type { HostNet, KernelRoute } from './host-net.js';
+import type { HostNet, KernelRoute, RouteChange } from './host-net.js';
 import type { Metrics } from './metrics.js';
 import type { Stage, StageOutcome } from './stage.js';
 import type { DesiredRoute, DesiredState, Family } from './types.js';
@@ -78,25 +78,18 @@ export function calcRouteChanges(desired: readonly DesiredRoute[], actual: reado
   return { add, replace, remove, conflicts, inPlace };
 }
 
-type Op = { kind: 'del'; route: KernelRoute } | { kind: 'replace' | 'add'; route: DesiredRoute };
+type Op = ({ kind: 'del'; route: KernelRoute } | { kind: 'replace' | 'add'; route: DesiredRoute }) & { change: RouteChange };
 
-export function routeLines(changes: RouteChanges, protocol: number): { lines: string[]; ops: Op[] } {
-  const lines: string[] = [];
-  const ops: Op[] = [];
-  // Deletions first: a changed podCIDR may free a destination another node's route then takes.
-  for (const r of changes.remove) {
-    lines.push(`route del ${r.dst} proto ${protocol} metric ${r.metric} table main`);
-    ops.push({ kind: 'del', route: r });
-  }
-  for (const d of changes.replace) {
-    lines.push(`route replace ${d.dst} via ${d.via} proto ${protocol} table main`);
-    ops.push({ kind: 'replace', route: d });
-  }
-  for (const d of changes.add) {
-    lines.push(`route add ${d.dst} via ${d.via} proto ${protocol} table main`);
-    ops.push({ kind: 'add', route: d });
-  }
-  return { lines, ops };
+/** The kernel changes of a diff, each with the route it is for: deletions first (a changed
+ * podCIDR may free a destination another node's route then takes), then replacements, then
+ * additions, all with our protocol in the main table. */
+export function routeOps(changes: RouteChanges, protocol: number): Op[] {
+  const set = (verb: 'add' | 'replace', d: DesiredRoute): RouteChange => ({ kind: 'route', verb, dst: d.dst, via: d.via, proto: protocol, table: 'main' });
+  return [
+    ...changes.remove.map((r): Op => ({ kind: 'del', route: r, change: { kind: 'route', verb: 'del', dst: r.dst, proto: protocol, metric: r.metric, table: 'main' } })),
+    ...changes.replace.map((d): Op => ({ kind: 'replace', route: d, change: set('replace', d) })),
+    ...changes.add.map((d): Op => ({ kind: 'add', route: d, change: set('add', d) })),
+  ];
 }
 
 export interface RouteReport {
@@ -130,8 +123,8 @@ export class RouteReconciler {
     const actual = listed ? await this.net.routes() : [...(this.ours as Map<string, KernelRoute>).values()];
     const proto = String(this.protocol);
     const changes = calcRouteChanges(desired, actual, this.protocol);
-    const { lines, ops } = routeLines(changes, this.protocol);
-    const failures = await this.net.applyRoutes(lines);
+    const ops = routeOps(changes, this.protocol);
+    const outcomes = await this.net.applyRoutes(ops.map((o) => o.change));
 
     const record = new Map<string, KernelRoute>();
     for (const r of actual) if (r.protocol === proto && r.metric === defaultMetric(r.family)) record.set(r.dst, r);
@@ -142,7 +135,7 @@ export class RouteReconciler {
     let removed = 0;
     let trustworthy = true;
     ops.forEach((op, i) => {
-      const failure = failures.get(i + 1);
+      const failure = outcomes[i];
       if (failure === undefined) {
         if (op.kind === 'del') {
           removed += 1;
@@ -155,17 +148,17 @@ export class RouteReconciler {
         return;
       }
       if (op.kind !== 'del') failedDst.add(op.route.dst);
-      if (op.kind === 'add' && /File exists/i.test(failure)) {
+      if (op.kind === 'add' && failure.exists) {
         conflicts.push({ route: op.route });
         return;
       }
-      if (op.kind === 'del' && /No such process/i.test(failure)) {
+      if (op.kind === 'del' && failure.notFound) {
         // Already gone (deleted by hand since our record): the goal is reached.
         record.delete(op.route.dst);
         return;
       }
       trustworthy = false;
-      errors.push(`failed to ${op.kind === 'del' ? 'delete' : op.kind} route "${op.route.dst}": ${failure}`);
+      errors.push(`failed to ${op.kind === 'del' ? 'delete' : op.kind} route "${op.route.dst}": ${failure.raw}`);
     });
     this.ours = trustworthy ? record : undefined;
 

@@ -221,7 +221,7 @@ export interface IpError {
   raw: string;
   /** "File exists", "already assigned": the object is there already. */
   exists: boolean;
-  /** "Cannot find device", "does not exist": the object is not there. */
+  /** "Cannot find device", "does not exist", "No such process" (a route): the object is not there. */
   notFound: boolean;
 }
 
@@ -235,7 +235,7 @@ export function ipError(raw: string): IpError {
     message,
     raw,
     exists: /File exists|already (exists|assigned)/i.test(raw),
-    notFound: /Cannot find device|does not exist|No such device|not found/i.test(raw),
+    notFound: /Cannot find device|does not exist|No such device|No such process|not found/i.test(raw),
   };
 }
 

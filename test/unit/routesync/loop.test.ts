@@ -5,14 +5,16 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../../lib/cni/log.js';
 import { parseNetwork as parseCidr } from '../../../lib/addr/addr.js';
 import { DEFAULT_TEMPLATE, type ConflistTemplate } from '../../../routesync/conflist.js';
-import type { HostNet, KernelRoute } from '../../../routesync/host-net.js';
+import { renderIpOp } from '../../../lib/linux/ip.js';
+import type { HostNet, KernelRoute, RouteChange } from '../../../routesync/host-net.js';
 import { RouteSyncLoop } from '../../../routesync/loop.js';
 import { Metrics } from '../../../routesync/metrics.js';
 import type { NodeSource, SourceHooks } from '../../../routesync/node-source.js';
 import { NoMasq } from '../../../routesync/reconcile-masq.js';
 import type { LocalAddress, NodeLike, Reachability } from '../../../routesync/types.js';
 
-/** An in-memory main routing table that understands the daemon's batch lines. */
+/** An in-memory main routing table that applies the daemon's route changes (and records each
+ * batch as the lines the kernel layer renders). */
 class FakeNet implements HostNet {
   table: KernelRoute[] = [{ dst: '172.18.0.0/16', family: 4, dev: 'eth0', protocol: '2', metric: 0, type: 'unicast', gateway: undefined }];
   addrs: LocalAddress[] = [{ ifname: 'eth0', mtu: 1450, address: '172.18.0.2', prefix: 16, family: 4 }];
@@ -29,21 +31,20 @@ class FakeNet implements HostNet {
   async routes() {
     return this.table.map((r) => ({ ...r }));
   }
-  async applyRoutes(lines: readonly string[]) {
+  async applyRoutes(changes: readonly RouteChange[]) {
     if (this.failApply > 0) {
       this.failApply -= 1;
       throw new Error('ip -force -batch -: Cannot open netlink socket: Operation not permitted');
     }
-    this.batches.push([...lines]);
-    for (const l of lines) {
-      const w = l.split(' ');
-      if (w[1] === 'del') this.table = this.table.filter((r) => !(r.dst === w[2] && r.protocol === w[4]));
+    this.batches.push(changes.map(renderIpOp));
+    for (const c of changes) {
+      if (c.verb === 'del') this.table = this.table.filter((r) => !(r.dst === c.dst && r.protocol === String(c.proto)));
       else {
-        this.table = this.table.filter((r) => r.dst !== w[2]);
-        this.table.push({ dst: w[2] as string, family: 4, gateway: w[4], dev: 'eth0', protocol: w[6] as string, metric: 0, type: 'unicast' });
+        this.table = this.table.filter((r) => r.dst !== c.dst);
+        this.table.push({ dst: c.dst, family: 4, gateway: c.via, dev: 'eth0', protocol: String(c.proto), metric: 0, type: 'unicast' });
       }
     }
-    return new Map<number, string>();
+    return changes.map(() => undefined);
   }
   ours() {
     return this.table.filter((r) => r.protocol === '112').map((r) => `${r.dst} via ${r.gateway}`).sort();

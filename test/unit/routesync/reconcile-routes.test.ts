@@ -1,10 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import type { HostNet, KernelRoute } from '../../../routesync/host-net.js';
-import { IprouteCli, toKernelRoute } from '../../../routesync/host-net.js';
-import { RouteReconciler, calcRouteChanges, routeLines } from '../../../routesync/reconcile-routes.js';
+import { type IpError, ipError, renderIpOp } from '../../../lib/linux/ip.js';
+import type { HostNet, KernelRoute, RouteChange } from '../../../routesync/host-net.js';
+import { IpHostNet, toKernelRoute } from '../../../routesync/host-net.js';
+import { RouteReconciler, calcRouteChanges, routeOps } from '../../../routesync/reconcile-routes.js';
 import type { DesiredRoute } from '../../../routesync/types.js';
 
 const P = 112;
+const route = (verb: 'add' | 'replace', dst: string, via: string): RouteChange => ({ kind: 'route', verb, dst, via, proto: P, table: 'main' });
 const want = (dst: string, via: string, node = 'n'): DesiredRoute => ({ dst, via, family: dst.includes(':') ? 6 : 4, node });
 const kr = (dst: string, gateway: string | undefined, protocol: string, metric?: number): KernelRoute => ({
   dst,
@@ -64,7 +66,7 @@ describe('calcRouteChanges', () => {
       [kr('10.244.9.0/24', '172.18.0.8', '112'), kr('10.244.2.0/24', '172.18.0.4', '112')],
       P,
     );
-    expect(routeLines(c, P).lines).toEqual([
+    expect(routeOps(c, P).map((o) => renderIpOp(o.change))).toEqual([
       'route del 10.244.9.0/24 proto 112 metric 0 table main',
       'route replace 10.244.2.0/24 via 172.18.0.5 proto 112 table main',
       'route add 10.244.1.0/24 via 172.18.0.3 proto 112 table main',
@@ -72,7 +74,8 @@ describe('calcRouteChanges', () => {
   });
 });
 
-/** A HostNet over an in-memory table that applies batch lines like the kernel (EEXIST on add). */
+/** A HostNet over an in-memory table that applies route changes like the kernel (EEXIST on add);
+ * it records each batch as the lines the kernel layer renders. */
 function memoryNet(initial: KernelRoute[]) {
   const state = { table: [...initial], lists: 0, batches: [] as string[][], failNext: undefined as string | undefined };
   const net: HostNet = {
@@ -82,43 +85,38 @@ function memoryNet(initial: KernelRoute[]) {
       state.lists += 1;
       return state.table.map((r) => ({ ...r }));
     },
-    applyRoutes: async (lines) => {
-      state.batches.push([...lines]);
-      const failures = new Map<number, string>();
-      lines.forEach((l, i) => {
-        const w = l.split(' ');
-        const dst = w[2] as string;
-        if (state.failNext) {
-          failures.set(i + 1, state.failNext);
-          return;
-        }
-        const idx = state.table.findIndex((r) => r.dst === dst && r.metric === 0);
-        if (w[1] === 'del') {
-          if (idx < 0 || state.table[idx]?.protocol !== w[4]) failures.set(i + 1, 'RTNETLINK answers: No such process');
-          else state.table.splice(idx, 1);
-        } else if (w[1] === 'add' && idx >= 0) failures.set(i + 1, 'RTNETLINK answers: File exists');
+    applyRoutes: async (changes) => {
+      state.batches.push(changes.map(renderIpOp));
+      const outcomes = changes.map((c): IpError | undefined => {
+        if (state.failNext) return ipError(state.failNext);
+        const idx = state.table.findIndex((r) => r.dst === c.dst && r.metric === 0);
+        if (c.verb === 'del') {
+          if (idx < 0 || state.table[idx]?.protocol !== String(c.proto)) return ipError('RTNETLINK answers: No such process');
+          state.table.splice(idx, 1);
+        } else if (c.verb === 'add' && idx >= 0) return ipError('RTNETLINK answers: File exists');
         else {
           if (idx >= 0) state.table.splice(idx, 1);
-          state.table.push(kr(dst, w[4], w[6] as string));
+          state.table.push(kr(c.dst, c.via, String(c.proto)));
         }
+        return undefined;
       });
       state.failNext = undefined;
-      return failures;
+      return outcomes;
     },
   };
   return { net, state };
 }
 
 describe('RouteReconciler', () => {
-  it('sends one batch per pass and maps failed lines back to routes', async () => {
+  it('sends one batch per pass and reads the outcome of each route change', async () => {
     const batches: string[][] = [];
     const net: HostNet = {
       addresses: async () => [],
       reachability: async () => new Map(),
       routes: async () => [kr('10.244.9.0/24', '172.18.0.8', '112')],
-      applyRoutes: async (lines) => {
-        batches.push([...lines]);
-        return new Map([[3, 'Error: Nexthop has invalid gateway.']]);
+      applyRoutes: async (changes) => {
+        batches.push(changes.map(renderIpOp));
+        return changes.map((_, i) => (i === 2 ? ipError('Error: Nexthop has invalid gateway.') : undefined));
       },
     };
     const r = await new RouteReconciler(net, P).reconcile([want('10.244.1.0/24', '172.18.0.3'), want('10.244.2.0/24', '9.9.9.9')], { list: true });
@@ -172,32 +170,30 @@ describe('RouteReconciler', () => {
 });
 
 describe('iproute2 output parsing', () => {
-  it('maps batch failures to their line', async () => {
+  it('settles each route change from the batch stderr: its own error, exists / not found', async () => {
     const inputs: string[] = [];
-    const net = new IprouteCli({
+    const net = new IpHostNet({
       async run(_file, _args, opts = {}) {
         inputs.push(String(opts.input));
         return { code: 1, stdout: '', stderr: 'Error: Nexthop has invalid gateway.\nCommand failed -:2\nRTNETLINK answers: No such process\nCommand failed -:3\n' };
       },
     });
-    const m = await net.applyRoutes(['route add 10.1.0.0/24 via 172.18.0.2 proto 112 table main', 'route add 10.2.0.0/24 via 172.18.0.3 proto 112 table main', 'route del 10.3.0.0/24 proto 112 metric 0 table main']);
-    expect([...m]).toEqual([
-      [2, 'Error: Nexthop has invalid gateway.'],
-      [3, 'RTNETLINK answers: No such process'],
-    ]);
-    expect(inputs).toHaveLength(1);
+    const r = await net.applyRoutes([route('add', '10.1.0.0/24', '172.18.0.2'), route('add', '10.2.0.0/24', '172.18.0.3'), { kind: 'route', verb: 'del', dst: '10.3.0.0/24', proto: P, metric: 0, table: 'main' }]);
+    expect(r.map((e) => e?.raw)).toEqual([undefined, 'Error: Nexthop has invalid gateway.', 'RTNETLINK answers: No such process']);
+    expect(r[2]).toMatchObject({ notFound: true, exists: false });
+    expect(inputs).toEqual(['route add 10.1.0.0/24 via 172.18.0.2 proto 112 table main\nroute add 10.2.0.0/24 via 172.18.0.3 proto 112 table main\nroute del 10.3.0.0/24 proto 112 metric 0 table main\n']);
   });
 
-  it('refuses a route command that is not a well-formed route, and runs the others', async () => {
+  it('refuses a route change that is not a well-formed route, and runs the others', async () => {
     const inputs: string[] = [];
-    const net = new IprouteCli({
+    const net = new IpHostNet({
       async run(_file, _args, opts = {}) {
         inputs.push(String(opts.input));
         return { code: 0, stdout: '', stderr: '' };
       },
     });
-    const m = await net.applyRoutes(['route add 10.1.0.0/24\nlink add x type bridge via 172.18.0.2 proto 112 table main', 'route add 010.2.0.0/24 via 172.18.0.3', 'route add 10.3.0.0/24 via 172.18.0.4 proto 112 table main']);
-    expect([...m.keys()]).toEqual([1, 2]);
+    const r = await net.applyRoutes([route('add', '10.1.0.0/24\nlink add x type bridge', '172.18.0.2'), route('add', '010.2.0.0/24', '172.18.0.3'), route('add', '10.3.0.0/24', '172.18.0.4')]);
+    expect(r.map((e) => e !== undefined)).toEqual([true, true, false]);
     expect(inputs).toEqual(['route add 10.3.0.0/24 via 172.18.0.4 proto 112 table main\n']);
   });
 

@@ -290,6 +290,8 @@ export interface BatchOptions {
   numeric?: boolean;
   /** `-4` / `-6` (route show without it lists IPv4 only). */
   family?: Family;
+  /** The caller overlaps this batch with other work (RunOptions.background). */
+  background?: boolean;
 }
 
 /** What a runner gets: rendered, validated lines and the options. */
@@ -491,14 +493,14 @@ export class IprouteCli implements IpRunner {
       req.tool === 'ip'
         ? ['-j', '-d', ...(o.numeric ? ['-N'] : []), ...(o.family ? [`-${o.family}`] : []), ...(o.force ? ['-force'] : []), '-batch', '-']
         : [...(o.force ? ['-force'] : []), '-batch', '-'];
-    const input = req.lines.length ? `${req.lines.join('\n')}\n` : '';
-    if (o.netns === undefined) return this.runner.run(req.tool, flags, { input });
+    const run = { input: req.lines.length ? `${req.lines.join('\n')}\n` : '', ...(o.background ? { background: true } : {}) };
+    if (o.netns === undefined) return this.runner.run(req.tool, flags, run);
     const enter = [`--net=${netns(o.netns)}`, '--'];
-    if (!o.sysctls?.length) return this.runner.run('nsenter', [...enter, binaryPath(req.tool), ...flags], { input });
+    if (!o.sysctls?.length) return this.runner.run('nsenter', [...enter, binaryPath(req.tool), ...flags], run);
     const optional = o.sysctls.filter((s) => !s.required).map((s) => `${s.key}=${s.value}`);
     const required = o.sysctls.filter((s) => s.required).map((s) => `${s.key}=${s.value}`);
     const args = [...enter, binaryPath('sh'), '-c', prelude(flags), 'sh', binaryPath(req.tool), ...optional, '--', ...required];
-    return this.runner.run('nsenter', args, { input });
+    return this.runner.run('nsenter', args, run);
   }
 }
 

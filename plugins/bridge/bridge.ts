@@ -5,6 +5,7 @@ import { CniError, ErrorCode, causeText, isCniError, wrapError } from '../../lib
 import type { Interface, Result } from '../../lib/cni/types.js';
 import { cidrParts } from '../../lib/addr/addr.js';
 import { BridgeBatch, type BridgeChange, IpBatch, type IpError, type IpRunner, IprouteCli, type LinkAddr, type LinkEntry } from '../../lib/linux/ip.js';
+import { pluginRunner } from '../../lib/linux/exec.js';
 import { type NetDevView, ProcSysfsView } from '../../lib/linux/netdev.js';
 import { type NetnsStatus, netnsError, netnsStatus } from '../../lib/linux/netns.js';
 import { type Netfilter, NetfilterCli } from '../../lib/linux/netfilter.js';
@@ -41,8 +42,8 @@ export interface BridgeDeps {
 
 export function defaultBridgeDeps(): BridgeDeps {
   return {
-    ip: new IprouteCli(),
-    netfilter: new NetfilterCli(),
+    ip: new IprouteCli(pluginRunner),
+    netfilter: new NetfilterCli(pluginRunner),
     sysctl: new ProcSysctl(),
     netdev: new ProcSysfsView(),
     ipam: defaultIpamDeps(),
@@ -473,8 +474,8 @@ async function waitPortUp(deps: BridgeDeps, hostVeth: string): Promise<void> {
   }
 }
 
-async function deleteLink(deps: BridgeDeps, name: string, netns?: string): Promise<void> {
-  const b = new IpBatch(netns === undefined ? {} : { netns });
+async function deleteLink(deps: BridgeDeps, name: string, netns?: string, opts: { background?: boolean } = {}): Promise<void> {
+  const b = new IpBatch({ ...(netns === undefined ? {} : { netns }), ...opts });
   const del = b.add({ kind: 'link-del', dev: name });
   await b.run(deps.ip);
   if (!del.ok && !del.error?.notFound) throw new Error(`failed to delete "${name}"${netns ? ` in "${netns}"` : ''}: ${failText(del.error)}`);
@@ -503,8 +504,10 @@ async function settle<T>(p: Promise<T>): Promise<{ value?: T; error?: unknown }>
  * that name" in a namespace: with a wrong CNI_NETNS (another pod's, the node's own) that would be
  * someone else's interface. The IP and the rules are released either way.
  */
+/** DEL's link removal, in the background: the kernel takes its time removing a veth (an RCU
+ * grace period), while the rules and the IP are released. */
 async function deleteAttachmentLink(deps: BridgeDeps, args: CmdArgs, hostVeth: string): Promise<void> {
-  if (deps.netdev.names().has(hostVeth)) return deleteLink(deps, hostVeth);
+  if (deps.netdev.names().has(hostVeth)) return deleteLink(deps, hostVeth, undefined, { background: true });
   const netns = args.netns;
   if (!netns || netnsError(netns, deps.netns)) return; // gone, empty, the node's own, or not a namespace
   const mine = args.prevResult?.interfaces?.find((i) => i.name === args.ifName && i.sandbox === netns && i.mac);
@@ -516,7 +519,7 @@ async function deleteAttachmentLink(deps: BridgeDeps, args: CmdArgs, hostVeth: s
     return; // a name no link can have: nothing of ours
   }
   if (!link || link.kind !== 'veth' || link.mac !== mine.mac?.toLowerCase()) return;
-  await deleteLink(deps, args.ifName, netns).catch((e: unknown) => {
+  await deleteLink(deps, args.ifName, netns, { background: true }).catch((e: unknown) => {
     // The namespace went away meanwhile: so did the interface.
     if (!/setns|namespace|Invalid argument|No such file/i.test(String(e))) throw e;
   });

@@ -1,6 +1,6 @@
 import { type DelegateDeps, type FindInPath, delegate, findInPath } from '../../lib/cni/delegate.js';
 import type { CmdArgs, PluginFuncs, Verb } from '../../lib/cni/dispatch.js';
-import { processRunner } from '../../lib/linux/exec.js';
+import { pluginRunner } from '../../lib/linux/exec.js';
 import { IN_PROCESS_IPAM } from '../registry.js';
 import { testForceIpamExec } from './test-hooks.js';
 
@@ -29,7 +29,7 @@ export interface IpamDeps {
 
 export const defaultIpamDeps = (): IpamDeps => ({
   findInPath: (type, paths) => findInPath(type, paths),
-  runner: processRunner,
+  runner: pluginRunner,
   inProcess: IN_PROCESS_IPAM,
   forceExec: testForceIpamExec,
 });

@@ -1,0 +1,78 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { CommandError, type Runner, pluginRunner, processRunner, run, runBlocking } from '../../../lib/linux/exec.js';
+
+// The two schedules of the one runner contract give the same outcomes (real processes: /bin/sh).
+describe.each([
+  ['run (asynchronous spawn)', run],
+  ['runBlocking (spawnSync)', runBlocking],
+])('%s', (_name, runOne) => {
+  it('passes input, returns stdout, stderr and the exit code', async () => {
+    const r = await runOne('sh', ['-c', 'read x; echo "out $x"; echo err >&2; exit 3'], { input: 'hello\n' });
+    expect(r).toEqual({ code: 3, stdout: 'out hello\n', stderr: 'err\n' });
+  });
+
+  it('a missing tool is exit code 127 with a message, never a rejection', async () => {
+    const r = await runOne('/nonexistent/podnet-no-such-tool', []);
+    expect(r.code).toBe(127);
+    expect(r.stderr).toMatch(/podnet-no-such-tool/);
+  });
+
+  it('a file that cannot be executed is exit code 126', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'podnet-exec-test-'));
+    try {
+      const file = join(dir, 'not-executable');
+      writeFileSync(file, '#!/bin/sh\n', { mode: 0o644 });
+      const r = await runOne(file, []);
+      expect(r.code).toBe(126);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('throwOnError rejects with a CommandError carrying the result', async () => {
+    const e = await runOne('sh', ['-c', 'echo nope >&2; exit 1'], { throwOnError: true }).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(CommandError);
+    expect((e as CommandError).result).toMatchObject({ code: 1, stderr: 'nope\n' });
+    expect((e as CommandError).message).toMatch(/^sh -c .*: nope$/);
+  });
+
+  it('a child past its timeout is killed (128 + 9)', async () => {
+    const started = Date.now();
+    // `exec`: no grandchild keeps the pipes open (the asynchronous runner waits for them to close).
+    const r = await runOne('sh', ['-c', 'exec sleep 5'], { timeout: 100 });
+    expect(r.code).toBe(137);
+    expect(Date.now() - started).toBeLessThan(4000);
+  });
+
+  it('a child that exits without reading its input is no failure', async () => {
+    const r = await runOne('sh', ['-c', 'exit 0'], { input: 'x'.repeat(1 << 20) });
+    expect(r.code).toBe(0);
+  });
+
+  it('env replaces the environment when given', async () => {
+    const r = await runOne('/bin/sh', ['-c', 'echo "$PODNET_EXEC_TEST"'], { env: { PODNET_EXEC_TEST: 'yes' } });
+    expect(r.stdout).toBe('yes\n');
+  });
+});
+
+describe('runners', () => {
+  /** Starts a child that waits for a marker file, then tries to create the marker itself. */
+  async function overlaps(runner: Runner, background: boolean): Promise<boolean> {
+    const marker = `/tmp/podnet-exec-test-${process.pid}-${Math.random().toString(36).slice(2)}`;
+    const waiting = runner.run('sh', ['-c', `for i in $(seq 1 50); do [ -e ${marker} ] && exit 0; sleep 0.02; done; exit 1`], { background });
+    // Blocking: the child has already given up by now; in the background it is still waiting.
+    await runner.run('sh', ['-c', `touch ${marker}`]);
+    const r = await waiting;
+    await runner.run('rm', ['-f', marker]);
+    return r.code === 0;
+  }
+
+  it('pluginRunner waits for a child unless the call is in the background; processRunner never waits', async () => {
+    expect(await overlaps(pluginRunner, false)).toBe(false);
+    expect(await overlaps(pluginRunner, true)).toBe(true);
+    expect(await overlaps(processRunner, false)).toBe(true);
+  });
+});

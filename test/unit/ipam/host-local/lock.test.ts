@@ -1,5 +1,5 @@
 import { existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { getPriority, setPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { StoreLock } from '../../../../ipam/host-local/store/lock.js';
@@ -33,6 +33,21 @@ describe('StoreLock', () => {
     expect(existsSync(path)).toBe(false);
     const b = await StoreLock.acquire(path, tmp, opts);
     b.release();
+  });
+
+  it('the holder runs at nice -10 while it holds the lock (root), and at its own priority again after', async () => {
+    const own = getPriority();
+    setPriority(3);
+    try {
+      const a = await StoreLock.acquire(path, tmp, opts);
+      expect(getPriority()).toBe(process.getuid?.() === 0 ? -10 : 3);
+      a.release();
+      expect(getPriority()).toBe(3);
+    } finally {
+      try {
+        setPriority(own); // back up from 3: allowed to root only
+      } catch {}
+    }
   });
 
   it('a holder taken over knows it (verify throws 11) and its release leaves the new lock alone', async () => {

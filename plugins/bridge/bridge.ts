@@ -174,7 +174,7 @@ async function cmdAdd(deps: BridgeDeps, conf: BridgeConf, ipam: Ipam | undefined
 
   const undo = new UndoStack(args.log);
   try {
-    // 1. The node batch (bridge, veth, port) and the IPAM, at the same time: the one overlap.
+    // 1. The node batch (bridge, veth, port; in the background) and the IPAM, at the same time.
     const [node, allocated] = await Promise.all([
       runNodeBatch(deps, conf, { createBridge: !br.exists, hostVeth, ifName: args.ifName, netns, containerMac }),
       ipam ? settle(ipam.add(args)) : undefined,
@@ -205,13 +205,14 @@ async function cmdAdd(deps: BridgeDeps, conf: BridgeConf, ipam: Ipam | undefined
     const result: Result = { cniVersion: '1.1.0', interfaces };
     let podMac = containerMac;
 
-    // 3. The pod side (one nsenter), then the gateway on the bridge (a no-op once it is there).
+    // 3. The pod side (one nsenter, in the background) while the firewall rules go in:
+    //    masquerade (ipMasq, needs the addresses) and spoof check in one nft transaction.
+    let podSide: Promise<{ value?: string | undefined; error?: unknown }> | undefined;
     if (layer3) {
       result.ips = layer3.ips;
       if (layer3.routes.length) result.routes = layer3.routes;
       if (ipamResult?.dns) result.dns = ipamResult.dns;
-      podMac = (await configurePod(deps, conf, args.ifName, netns, layer3.ips, layer3.routes)) ?? podMac;
-      await ensureGateway(deps, conf, node.bridgeAddrs, layer3.gateways, result);
+      podSide = settle(configurePod(deps, conf, args.ifName, netns, layer3.ips, layer3.routes));
     } else if (!conf.disableContainerInterface) {
       // L2 only: no addresses; the interface is brought up.
       const b = new IpBatch({ netns });
@@ -220,15 +221,23 @@ async function cmdAdd(deps: BridgeDeps, conf: BridgeConf, ipam: Ipam | undefined
       await runOrThrow(deps, b, `failed to set "${args.ifName}" up`);
       podMac = link.value?.mac ?? podMac;
     }
-    if (podMac) (interfaces[CONTAINER_IFACE_INDEX] as Interface).mac = podMac;
-
-    // 4. The firewall: masquerade (ipMasq, needs the addresses) and spoof check in one nft transaction.
     const masqTargets = conf.ipMasq && layer3 ? calcMasqTargets(layer3.ips) : [];
+    let firewall: { error?: unknown } | undefined;
     if (masqTargets.length || conf.macspoofchk) {
       const masq = createMasq(deps.netfilter, conf, args.containerId, args.ifName);
       undo.push('remove masquerade and spoof-check rules', () => masq.remove());
-      await masq.add(masqTargets, conf.macspoofchk ? { hostIface: hostVeth, mac: containerMac as string } : undefined);
+      firewall = await settle(masq.add(masqTargets, conf.macspoofchk ? { hostIface: hostVeth, mac: containerMac as string } : undefined));
     }
+    if (podSide) {
+      const pod = await podSide;
+      if (pod.error !== undefined) throw pod.error;
+      podMac = pod.value ?? podMac;
+    }
+    if (firewall?.error !== undefined) throw firewall.error;
+    if (podMac) (interfaces[CONTAINER_IFACE_INDEX] as Interface).mac = podMac;
+
+    // 4. The gateway on the bridge (a no-op once it is there).
+    if (layer3) await ensureGateway(deps, conf, node.bridgeAddrs, layer3.gateways, result);
 
     if (!conf.disableContainerInterface) await waitPortUp(deps, hostVeth);
     if (conf.dns) result.dns = conf.dns;
@@ -287,7 +296,7 @@ async function runNodeBatch(
   let createBridge = p.createBridge;
   for (let attempt = 0; ; attempt++) {
     const ops = calcNodeOps({ conf, createBridge, bridgeMac: deps.randomMac(), hostVeth: p.hostVeth, ifName: p.ifName, netns: p.netns, containerMac: p.containerMac });
-    const b = new IpBatch();
+    const b = new IpBatch({ background: true });
     const bridge = ops.bridge && b.add(ops.bridge);
     const veth = b.add(ops.veth);
     const master = b.add(ops.master);
@@ -357,7 +366,8 @@ async function configurePod(
 ): Promise<string | undefined> {
   const waitDad = conf.enabledad && ips.some((ip) => ip.address.includes(':'));
   const routeOps = calcPodRouteOps(ifName, ips, routes);
-  const b = new IpBatch({ netns, sysctls: calcPodSysctls(conf, ifName, ips) });
+  // In the background: the bridge's ADD sets up the firewall rules meanwhile.
+  const b = new IpBatch({ netns, sysctls: calcPodSysctls(conf, ifName, ips), background: true });
   for (const op of calcPodAddrOps(ifName, ips)) b.add(op);
   b.add({ kind: 'link-up', dev: ifName });
   if (!waitDad) for (const op of routeOps) b.add(op);

@@ -2,12 +2,13 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CommandError, type Runner, pluginRunner, processRunner, run, runBlocking } from '../../../lib/linux/exec.js';
+import { CommandError, type Runner, pluginRunner, processRunner, run, runBlocking, runInBackground } from '../../../lib/linux/exec.js';
 
 // The two schedules of the one runner contract give the same outcomes (real processes: /bin/sh).
 describe.each([
   ['run (asynchronous spawn)', run],
   ['runBlocking (spawnSync)', runBlocking],
+  ['runInBackground (asynchronous, on anonymous files)', runInBackground],
 ])('%s', (_name, runOne) => {
   it('passes input, returns stdout, stderr and the exit code', async () => {
     const r = await runOne('sh', ['-c', 'read x; echo "out $x"; echo err >&2; exit 3'], { input: 'hello\n' });
@@ -50,6 +51,13 @@ describe.each([
   it('a child that exits without reading its input is no failure', async () => {
     const r = await runOne('sh', ['-c', 'exit 0'], { input: 'x'.repeat(1 << 20) });
     expect(r.code).toBe(0);
+  });
+
+  it('large input and output pass whole', async () => {
+    const input = `${'0123456789'.repeat(100_000)}\n`;
+    const r = await runOne('sh', ['-c', 'cat; cat >&2 </dev/null; echo done >&2'], { input });
+    expect(r.stdout).toBe(input);
+    expect(r.stderr).toBe('done\n');
   });
 
   it('env replaces the environment when given', async () => {

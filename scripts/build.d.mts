@@ -6,6 +6,8 @@ export interface ExecutableSpec {
   alias?: Record<string, string>;
   execArgv?: string[];
   codeCache?: boolean;
+  /** Bundle + a V8 code cache trained on an ADD, as SEA assets run by scripts/sea-main.cjs. */
+  trainedCache?: boolean;
   /** Output directory below dist/ (default bin). */
   dir?: string;
   testHooks?: boolean;

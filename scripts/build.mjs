@@ -17,7 +17,7 @@
 // `node scripts/build.mjs [name…]` builds only those; PODNET_BUILD_NODE=<node binary> and
 // PODNET_BUILD_OUT=<dir> build with another Node release into another directory (used to
 // measure candidate releases side by side).
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
@@ -56,11 +56,8 @@ async function pluginNames() {
 
 /** name → entry; `links` are the plugin names a multi-call executable answers to. */
 export const EXECUTABLES = [
-  {
-    name: 'podnet',
-    entry: 'plugins/podnet.ts',
-    links: await pluginNames(),
-  },
+  // Its bundle and a V8 code cache trained on an ADD are SEA assets run by scripts/sea-main.cjs.
+  { name: 'podnet', entry: 'plugins/podnet.ts', links: await pluginNames(), trainedCache: true },
   // A heap cap keeps the daemon's RSS near its live heap (~30 MB live; uncapped V8 lets garbage
   // grow to ~190 MB with 5,000 Nodes). It lives here only: NODE_OPTIONS is ignored. V8 rejects a
   // code cache made without those flags (and warns on every start), and a daemon starts once: no
@@ -93,7 +90,19 @@ async function buildOne(exe, { out, work, nodeBinary, postject }) {
   });
   const blob = `${bundle}.blob`;
   const seaConfig = `${bundle}.sea.json`;
-  writeFileSync(seaConfig, JSON.stringify({ main: bundle, output: blob, ...SEA_OPTIONS, useCodeCache: exe.codeCache ?? true, execArgv: exe.execArgv ?? [] }));
+  const sea = { main: bundle, output: blob, ...SEA_OPTIONS, useCodeCache: exe.codeCache ?? true, execArgv: exe.execArgv ?? [] };
+  let cacheNote = '';
+  if (exe.trainedCache) {
+    // The bundle as a function expression (what sea-main.cjs runs), and its code cache.
+    const wrapped = `${bundle}.wrapped.cjs`;
+    writeFileSync(wrapped, `(function (exports, require, module, __filename, __dirname) {${readFileSync(bundle, 'utf8')}\n})`);
+    const cache = `${bundle}.cache`;
+    const trained = trainCodeCache({ nodeBinary, wrapped, cache, work: mkdtempSync(join(work, 'train-')) });
+    if (trained !== true) execFileSync(nodeBinary, [CODE_CACHE, wrapped, cache, 'cold']);
+    cacheNote = trained === true ? ', code cache trained on an ADD' : `, code cache untrained (${trained})`;
+    Object.assign(sea, { main: join(root, 'scripts', 'sea-main.cjs'), assets: { bundle: wrapped, cache } });
+  }
+  writeFileSync(seaConfig, JSON.stringify(sea));
   execFileSync(nodeBinary, ['--experimental-sea-config', seaConfig], { stdio: ['ignore', 'ignore', 'inherit'] });
 
   const dir = join(out, exe.dir ?? 'bin');
@@ -115,7 +124,56 @@ async function buildOne(exe, { out, work, nodeBinary, postject }) {
     renameSync(linkTmp, join(dir, link));
   }
   const rel = join(dir, exe.name).slice(root.length + 1);
-  console.log(`built ${rel}${exe.links.length ? ` (+ ${exe.links.join(', ')})` : ''} in ${Date.now() - started} ms`);
+  console.log(`built ${rel}${exe.links.length ? ` (+ ${exe.links.join(', ')})` : ''} in ${Date.now() - started} ms${cacheNote}`);
+}
+
+const CODE_CACHE = join(root, 'scripts', 'code-cache.cjs');
+
+/**
+ * Train a code cache: run the wrapped bundle as podnet-bridge through two ADDs (the first makes
+ * the bridge; the second, a node's steady state, writes the cache) inside network namespaces of
+ * its own, removed afterwards with everything in them — the bridge, the veths, the nft rules; the
+ * IPAM store is in `work`. Needs root (namespaces), `ip` and `nft` or iptables; returns true, or
+ * why it could not, and then the build takes an untrained cache: slower plugins, nothing else.
+ */
+function trainCodeCache({ nodeBinary, wrapped, cache, work }) {
+  if (process.platform !== 'linux' || process.getuid?.() !== 0) return 'the build is not root';
+  const tag = `pnbuild${process.pid % 100000}`;
+  const [node, ...pods] = [`${tag}n`, `${tag}a`, `${tag}b`];
+  const made = [];
+  const cniBin = join(work, 'cni-bin');
+  mkdirSync(cniBin);
+  // In-process IPAM runs only where the runtime could have exec'd it: an executable by that name.
+  symlinkSync('/bin/true', join(cniBin, 'podnet-host-local'));
+  const conf = JSON.stringify({
+    cniVersion: '1.0.0',
+    name: 'podnet-build',
+    type: 'podnet-bridge',
+    bridge: `${tag}br`,
+    isGateway: true,
+    isDefaultGateway: true,
+    ipMasq: true,
+    hairpinMode: true,
+    mtu: 1500,
+    ipam: { type: 'podnet-host-local', ranges: [[{ subnet: '10.250.0.0/24' }]], dataDir: join(work, 'ipam') },
+  });
+  try {
+    for (const ns of [node, ...pods]) {
+      execFileSync('ip', ['netns', 'add', ns], { stdio: 'ignore' });
+      made.push(ns);
+    }
+    execFileSync('ip', ['-n', node, 'link', 'set', 'lo', 'up'], { stdio: 'ignore' });
+    pods.forEach((pod, i) => {
+      const env = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', CNI_COMMAND: 'ADD', CNI_CONTAINERID: `build-${i}`, CNI_NETNS: `/var/run/netns/${pod}`, CNI_IFNAME: 'eth0', CNI_PATH: cniBin };
+      const out = i === pods.length - 1 ? cache : join(work, 'first.cache');
+      execFileSync('ip', ['netns', 'exec', node, nodeBinary, CODE_CACHE, wrapped, out, 'run', 'podnet-bridge'], { env, input: conf, stdio: ['pipe', 'ignore', 'pipe'] });
+    });
+    return existsSync(cache) ? true : 'the training ADD failed';
+  } catch (e) {
+    return `training failed: ${String(e.stderr || e.message).trim().split('\n')[0]}`;
+  } finally {
+    for (const ns of made.reverse()) spawnSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+  }
 }
 
 async function main() {

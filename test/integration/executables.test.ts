@@ -40,6 +40,19 @@ describe.runIf(hasBuild)('dist/bin copied out of the repository', () => {
     expect((await runPlugin(join(bin, 'podnet-host-local'), { ...inv, command: 'DEL' }, conf)).code).toBe(0);
   });
 
+  it('V8 accepts the code cache the plugins carry (scripts/sea-main.cjs says so on stderr when it does not)', async () => {
+    const conf = { cniVersion: '1.0.0', name: 'pntexe', type: 'podnet-host-local', ipam: { type: 'podnet-host-local', dataDir: join(dir, 'ipam-cache'), subnet: '10.124.0.0/24' } };
+    const inv = { containerId: 'exe2', netns: '/var/run/netns/none', ifName: 'eth0', path: bin };
+    for (const r of [
+      await runPlugin(join(bin, 'podnet-bridge'), { command: 'VERSION' }, ''),
+      await runPlugin(join(bin, 'podnet-host-local'), { ...inv, command: 'ADD' }, conf),
+      await runPlugin(join(bin, 'podnet-host-local'), { ...inv, command: 'DEL' }, conf),
+    ]) {
+      expect(r.code).toBe(0);
+      expect(r.stderr).not.toContain('code cache');
+    }
+  });
+
   it('answers to a link of another name, and to its own, with the spec\'s error JSON on stdout and a non-zero exit', async () => {
     symlinkSync('podnet', join(bin, 'podnet-unknown'));
     for (const file of ['podnet-unknown', 'podnet']) {

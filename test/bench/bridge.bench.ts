@@ -3,7 +3,7 @@
 // (dist/bin podnet-bridge + podnet-host-local) side by side, same config (isGateway, ipMasq,
 // cniVersion 1.0.0, the highest Debian's speak), inside a node network namespace, a fresh pod
 // namespace per ADD. Prints p50/p95 of ADD and DEL, the ratios to the upstream reference, and
-// the wall time of 40 parallel ADDs (and DELs). Measures, never asserts.
+// the wall time of 40 parallel ADDs (and DELs), the median of PBR_BENCH_PAR_ROUNDS rounds (3). Measures, never asserts.
 // PBR_BENCH_ALT=/path/to/another/podnet adds that build as "podnet (alt)", to compare two
 // builds of podnet within one run (the machine is shared: runs apart are not comparable).
 //
@@ -30,6 +30,7 @@ const REF_LABEL = `ref ${UPSTREAM_CNI_VERSION}`;
 const DEBIAN_LABEL = 'Debian 1.1.1';
 const ITER = Number(process.env.PBR_BENCH_ITER ?? 30);
 const PAR = 40;
+const PAR_ROUNDS = Number(process.env.PBR_BENCH_PAR_ROUNDS ?? 3);
 /** Clock ticks per second of /proc/<pid>/stat times (USER_HZ: 100 on Linux). */
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 
@@ -221,57 +222,71 @@ async function inner(): Promise<void> {
     console.log(`DEL, ${ITER} runs each:`);
     for (const impl of impls) console.log(row(impl.label, del[impl.label], del[REF_LABEL]) + cpuText(impl.label, 'DEL', ITER));
 
-    // 40 parallel ADDs, then 40 parallel DELs, each implementation on its own (fresh) bridge.
-    console.log(`${PAR} parallel ADDs / DELs (wall time):`);
-    const wall: Record<string, [number, number]> = {};
-    for (const impl of impls.filter((i) => i.label !== 'podnet, IPAM exec')) {
-      const par: Impl = { ...impl, conf: { ...impl.conf, bridge: `${String(impl.conf.bridge)}p`, name: `${String(impl.conf.name)}p` } };
-      const jobs = Array.from({ length: PAR }, (_, i) => ({ id: `pbrbpar${i}`, netns: newPod() }));
-      const runAll = (cmd: string) => {
-        const t0 = process.hrtime.bigint();
-        return Promise.all(
-          jobs.map(
-            (j) =>
-              new Promise<void>((res, rej) => {
-                const c = spawn(par.file, [], { env: { ...par.env, CNI_COMMAND: cmd, CNI_CONTAINERID: j.id, CNI_NETNS: j.netns } });
-                let out = '';
-                c.stdout.on('data', (b: Buffer) => {
-                  out += b.toString();
-                });
-                c.on('close', (code) => (code === 0 ? res() : rej(new Error(`${par.label} parallel ${cmd}: ${out}`))));
-                c.stdin.end(JSON.stringify(par.conf));
-              }),
-          ),
-        ).then(() => Number(process.hrtime.bigint() - t0) / 1e6);
-      };
-      const addMs = await runAll('ADD');
-      const delMs = await runAll('DEL');
-      wall[impl.label] = [addMs, delMs];
-    }
+    // 40 parallel ADDs, then 40 parallel DELs, each implementation on its own (fresh) bridge; the
+    // whole set PAR_ROUNDS times, each round in another order, and the median of the rounds taken
+    // (one burst on a shared 2-core machine moves by a fifth from run to run).
+    console.log(`${PAR} parallel ADDs / DELs (wall time, median of ${PAR_ROUNDS} rounds, range in brackets):`);
+    const bursts = impls
+      .filter((i) => i.label !== 'podnet, IPAM exec')
+      .map((impl) => ({
+        label: impl.label,
+        par: { ...impl, conf: { ...impl.conf, bridge: `${String(impl.conf.bridge)}p`, name: `${String(impl.conf.name)}p` } } as Impl,
+        jobs: Array.from({ length: PAR }, (_, i) => ({ id: `pbrbpar${i}`, netns: newPod() })),
+        add: [] as number[],
+        del: [] as number[],
+      }));
+    const timed = (start: () => Promise<void>[]) => {
+      const t0 = process.hrtime.bigint();
+      return Promise.all(start()).then(() => Number(process.hrtime.bigint() - t0) / 1e6);
+    };
+    const runAll = (b: (typeof bursts)[number], cmd: string) =>
+      timed(() =>
+        b.jobs.map(
+          (j) =>
+            new Promise<void>((res, rej) => {
+              const c = spawn(b.par.file, [], { env: { ...b.par.env, CNI_COMMAND: cmd, CNI_CONTAINERID: j.id, CNI_NETNS: j.netns } });
+              let out = '';
+              c.stdout.on('data', (buf: Buffer) => {
+                out += buf.toString();
+              });
+              c.on('close', (code) => (code === 0 ? res() : rej(new Error(`${b.label} parallel ${cmd}: ${out}`))));
+              c.stdin.end(JSON.stringify(b.par.conf));
+            }),
+        ),
+      );
     // The floor: 40 empty executables at once, same wrapper.
-    const floorPar = hasFloor
-      ? await (() => {
-          const t0 = process.hrtime.bigint();
-          return Promise.all(
-            Array.from(
-              { length: PAR },
-              () =>
-                new Promise<void>((res, rej) => {
-                  const c = spawn(EMPTY, [], { env: { ...floor.env, CNI_COMMAND: 'ADD' } });
-                  c.on('close', (code) => (code === 0 ? res() : rej(new Error(`empty executable exited ${code}`))));
-                  c.stdin.end(JSON.stringify(floor.conf));
-                }),
-            ),
-          ).then(() => Number(process.hrtime.bigint() - t0) / 1e6);
-        })()
-      : NaN;
+    const runFloor = () =>
+      timed(() =>
+        Array.from(
+          { length: PAR },
+          () =>
+            new Promise<void>((res, rej) => {
+              const c = spawn(EMPTY, [], { env: { ...floor.env, CNI_COMMAND: 'ADD' } });
+              c.on('close', (code) => (code === 0 ? res() : rej(new Error(`empty executable exited ${code}`))));
+              c.stdin.end(JSON.stringify(floor.conf));
+            }),
+        ),
+      );
+    const floorRounds: number[] = [];
+    for (let round = 0; round < PAR_ROUNDS; round++) {
+      for (const b of [...bursts.slice(round % bursts.length), ...bursts.slice(0, round % bursts.length)]) {
+        b.add.push(await runAll(b, 'ADD'));
+        b.del.push(await runAll(b, 'DEL'));
+      }
+      if (hasFloor) floorRounds.push(await runFloor());
+    }
+    const med = (xs: number[]) => q(xs, 50);
+    const range = (xs: number[]) => `[${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)}]`;
+    const wall: Record<string, [number, number]> = Object.fromEntries(bursts.map((b) => [b.label, [med(b.add), med(b.del)]]));
+    const ranges: Record<string, string> = Object.fromEntries(bursts.map((b) => [b.label, `${range(b.add)} / ${range(b.del)}`]));
+    const floorPar = hasFloor ? med(floorRounds) : NaN;
     const [ra, rd] = wall[REF_LABEL] ?? [NaN, NaN];
     const [pa] = wall.podnet ?? [NaN, NaN];
-    console.log(`  ${REF_LABEL.padEnd(20)} ADD ${ra.toFixed(0).padStart(5)} ms   DEL ${rd.toFixed(0).padStart(5)} ms`);
-    if (hasFloor) console.log(`  ${floor.label.padEnd(20)} run ${floorPar.toFixed(0).padStart(5)} ms`);
+    console.log(`  ${REF_LABEL.padEnd(20)} ADD ${ra.toFixed(0).padStart(5)} ms   DEL ${rd.toFixed(0).padStart(5)} ms   ${ranges[REF_LABEL]}`);
+    if (hasFloor) console.log(`  ${floor.label.padEnd(20)} run ${floorPar.toFixed(0).padStart(5)} ms   ${range(floorRounds)}`);
     for (const l of [DEBIAN_LABEL, 'podnet', 'podnet + ref IPAM', ...(alt ? ['podnet (alt)'] : [])]) {
       const [a, d] = wall[l] ?? [NaN, NaN];
-      console.log(`  ${l.padEnd(20)} ADD ${a.toFixed(0).padStart(5)} ms   DEL ${d.toFixed(0).padStart(5)} ms   ${(a / ra).toFixed(2)}× / ${(d / rd).toFixed(2)}× ${REF_LABEL}`);
+      console.log(`  ${l.padEnd(20)} ADD ${a.toFixed(0).padStart(5)} ms   DEL ${d.toFixed(0).padStart(5)} ms   ${(a / ra).toFixed(2)}× / ${(d / rd).toFixed(2)}× ${REF_LABEL}   ${ranges[l]}`);
     }
     console.log(`  (load average at the end: ${loadavg().map((x) => x.toFixed(1)).join(' ')} on ${cpus().length} CPUs)`);
     const p50 = (m: Record<string, number[]>, l: string) => q(m[l] ?? [], 50);

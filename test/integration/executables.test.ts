@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -51,6 +51,18 @@ describe.runIf(hasBuild)('dist/bin copied out of the repository', () => {
       expect(r.code).toBe(0);
       expect(r.stderr).not.toContain('code cache');
     }
+  });
+
+  it('NODE_V8_COVERAGE=<dir> makes neither the plugins nor the daemon write into that directory', async () => {
+    const cov = join(dir, 'coverage');
+    mkdirSync(cov);
+    const r = await runPlugin(join(bin, 'podnet-bridge'), { command: 'VERSION', env: { NODE_V8_COVERAGE: cov } }, '');
+    expect(r.code).toBe(0);
+    execFileSync(join(bin, 'podnet-routesync'), ['--help'], { env: { NODE_V8_COVERAGE: cov }, stdio: 'ignore' });
+    expect(readdirSync(cov)).toEqual([]);
+    // The check can fail: a plain Node with the variable writes its file there.
+    execFileSync(process.execPath, ['-e', ''], { env: { NODE_V8_COVERAGE: cov } });
+    expect(readdirSync(cov).length).toBe(1);
   });
 
   it('answers to a link of another name, and to its own, with the spec\'s error JSON on stdout and a non-zero exit', async () => {

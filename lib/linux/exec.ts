@@ -52,63 +52,67 @@ export interface Runner {
   run(file: string, args: readonly string[], opts?: RunOptions): Promise<RunResult>;
 }
 
+/** What every schedule below shares: the command's text in errors, a missing or refused
+ * executable (127 / 126), an exit by signal (128 + 9), the default timeout and output limit. */
+const DEFAULT_TIMEOUT_MS = 60_000;
+/** Most a child may print on stdout or stderr before runBlocking kills it. */
+const MAX_OUTPUT = 64 * 1024 * 1024;
+const commandText = (file: string, args: readonly string[]) => `${file} ${args.join(' ')}`.slice(0, 200);
+const executable = (file: string) => (file.includes('/') ? file : binary(file));
+const notStarted = (file: string, e: NodeJS.ErrnoException): RunResult => ({ code: e.code === 'ENOENT' ? 127 : 126, stdout: '', stderr: `${file}: ${e.message}` });
+const exitCode = (code: number | null, signal: NodeJS.Signals | null): number => code ?? 128 + (signal ? 9 : 0);
+
+/** The result, or a CommandError for a non-zero exit when the caller asked for one. */
+function outcome(file: string, args: readonly string[], opts: RunOptions, r: RunResult): RunResult {
+  if (opts.throwOnError && r.code !== 0) throw new CommandError(commandText(file, args), r);
+  return r;
+}
+
 /**
  * Run a command. Without `throwOnError` it never rejects: the outcome (exit code 127 when the
  * tool is missing) is in the result. A bare name is looked up in PATH and the system dirs.
  */
 export async function run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
-  const r = await spawnCollect(file.includes('/') ? file : binary(file), args, opts);
-  if (opts.throwOnError && r.code !== 0) throw new CommandError(`${file} ${args.join(' ')}`.slice(0, 200), r);
-  return r;
+  return outcome(file, args, opts, await spawnCollect(executable(file), args, opts));
 }
 
 export const processRunner: Runner = { run };
 
-/** Most a child may print on stdout or stderr before runBlocking kills it. */
-const MAX_OUTPUT = 64 * 1024 * 1024;
-
-/** `run`, to completion before it returns (spawnSync): the same outcomes, the same exit codes. */
-export function runBlocking(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
-  const r = spawnSync(file.includes('/') ? file : binary(file), args, {
+/** `run`, to completion before it returns (spawnSync; no await inside, so the call itself
+ * blocks): the same outcomes, the same exit codes. */
+export async function runBlocking(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  const r = spawnSync(executable(file), args, {
     input: opts.input ?? '',
     env: opts.env as NodeJS.ProcessEnv | undefined,
-    timeout: opts.timeout ?? 60_000,
+    timeout: opts.timeout ?? DEFAULT_TIMEOUT_MS,
     maxBuffer: MAX_OUTPUT,
     encoding: 'utf8',
   });
   const e = r.error as NodeJS.ErrnoException | undefined;
-  let result: RunResult;
-  if (e && r.status === null && r.signal === null) {
-    // Not started (missing, not executable).
-    result = { code: e.code === 'ENOENT' ? 127 : 126, stdout: '', stderr: `${file}: ${e.message}` };
-  } else {
-    // Killed by a signal, or by the timeout / the output limit (then `e` says which).
-    const stderr = e ? `${r.stderr ?? ''}${r.stderr ? '\n' : ''}${file}: ${e.message}` : (r.stderr ?? '');
-    result = { code: r.status ?? 128 + (r.signal ? 9 : 0), stdout: r.stdout ?? '', stderr };
-  }
-  if (opts.throwOnError && result.code !== 0) return Promise.reject(new CommandError(`${file} ${args.join(' ')}`.slice(0, 200), result));
-  return Promise.resolve(result);
+  if (e && r.status === null && r.signal === null) return outcome(file, args, opts, notStarted(file, e));
+  // Killed by a signal, or by the timeout / the output limit (then `e` says which).
+  const stderr = e ? `${r.stderr ?? ''}${r.stderr ? '\n' : ''}${file}: ${e.message}` : (r.stderr ?? '');
+  return outcome(file, args, opts, { code: exitCode(r.status, r.signal), stdout: r.stdout ?? '', stderr });
 }
 
 /** Linux's O_TMPFILE (with O_DIRECTORY, as open(2) wants it): an unnamed file in that directory. */
 const O_TMPFILE = 0o20000000 | constants.O_DIRECTORY;
-/** Where runInBackground's files live (fixed places: TMPDIR is the runtime's, untrusted). */
-const TMPFILE_DIRS = ['/dev/shm', '/tmp'];
-let tmpfileDir: string | undefined | null = null;
+/** Where runInBackground's files may live (fixed places: TMPDIR is the runtime's, untrusted);
+ * narrowed to the one that worked, emptied when none did. */
+let tmpfileDirs: readonly string[] = ['/dev/shm', '/tmp'];
 
 /** An unnamed file (mode 0600, gone with its last descriptor), or undefined where there is none. */
 function anonymousFile(): number | undefined {
-  const dirs = tmpfileDir === null ? TMPFILE_DIRS : tmpfileDir === undefined ? [] : [tmpfileDir];
-  for (const dir of dirs) {
+  for (const dir of tmpfileDirs) {
     try {
       const fd = openSync(dir, constants.O_RDWR | O_TMPFILE, 0o600);
-      tmpfileDir = dir;
+      tmpfileDirs = [dir];
       return fd;
     } catch {
       // not there, read-only, or a file system without O_TMPFILE: the next one
     }
   }
-  tmpfileDir = undefined;
+  tmpfileDirs = [];
   return undefined;
 }
 
@@ -130,7 +134,7 @@ function readWhole(fd: number): string {
  * first time, where a child on plain descriptors costs what spawnSync does. Falls back to `run`
  * where no directory takes an O_TMPFILE file.
  */
-export function runInBackground(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+export async function runInBackground(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
   const fds: number[] = [];
   for (let i = 0; i < 3; i++) {
     const fd = anonymousFile();
@@ -141,32 +145,32 @@ export function runInBackground(file: string, args: readonly string[], opts: Run
     fds.push(fd);
   }
   const [stdin, stdout, stderr] = fds as [number, number, number];
-  const input = Buffer.from(opts.input ?? '');
-  // At position 0, leaving the shared offset at 0, where the child starts reading.
-  for (let off = 0; off < input.length; ) off += writeSync(stdin, input, off, input.length - off, off);
-  return new Promise((resolve, reject) => {
-    let settled = false;
-    const finish = (r: RunResult) => {
-      if (settled) return;
-      settled = true;
-      for (const f of fds) closeSync(f);
-      if (opts.throwOnError && r.code !== 0) reject(new CommandError(`${file} ${args.join(' ')}`.slice(0, 200), r));
-      else resolve(r);
-    };
-    let child;
-    try {
-      child = spawn(file.includes('/') ? file : binary(file), args, {
-        env: opts.env as NodeJS.ProcessEnv | undefined,
-        stdio: [stdin, stdout, stderr],
-        timeout: opts.timeout ?? 60_000,
-      });
-    } catch (e) {
-      finish({ code: 126, stdout: '', stderr: `${file}: ${(e as Error).message}` });
-      return;
-    }
-    child.on('error', (e: NodeJS.ErrnoException) => finish({ code: e.code === 'ENOENT' ? 127 : 126, stdout: '', stderr: `${file}: ${e.message}` }));
-    child.on('exit', (code, signal) => finish({ code: code ?? 128 + (signal ? 9 : 0), stdout: readWhole(stdout), stderr: readWhole(stderr) }));
-  });
+  try {
+    const input = Buffer.from(opts.input ?? '');
+    // At position 0, leaving the shared offset at 0, where the child starts reading.
+    for (let off = 0; off < input.length; ) off += writeSync(stdin, input, off, input.length - off, off);
+    const r = await new Promise<RunResult>((resolve) => {
+      let child;
+      try {
+        child = spawn(executable(file), args, { env: opts.env as NodeJS.ProcessEnv | undefined, stdio: [stdin, stdout, stderr], timeout: opts.timeout ?? DEFAULT_TIMEOUT_MS });
+      } catch (e) {
+        resolve({ code: 126, stdout: '', stderr: `${file}: ${(e as Error).message}` });
+        return;
+      }
+      // 'error' (not started) and 'exit' both settle; the first one counts (the files are closed
+      // once it has, so a late 'exit' must not read them).
+      let settled = false;
+      const settle = (r: () => RunResult) => {
+        if (!settled) resolve(r());
+        settled = true;
+      };
+      child.on('error', (e: NodeJS.ErrnoException) => settle(() => notStarted(file, e)));
+      child.on('exit', (code, signal) => settle(() => ({ code: exitCode(code, signal), stdout: readWhole(stdout), stderr: readWhole(stderr) })));
+    });
+    return outcome(file, args, opts, r);
+  } finally {
+    for (const f of fds) closeSync(f);
+  }
 }
 
 /** The plugins' runner: runBlocking, or runInBackground for a call made in the background. */
@@ -174,9 +178,7 @@ export const pluginRunner: Runner = { run: (file, args, opts) => (opts?.backgrou
 
 /** Run through any Runner and throw CommandError unless the exit code is 0 (fakes need not know throwOnError). */
 export async function runChecked(runner: Runner, file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
-  const r = await runner.run(file, args, opts);
-  if (r.code !== 0) throw new CommandError(`${file} ${args.join(' ')}`.slice(0, 200), r);
-  return r;
+  return outcome(file, args, { throwOnError: true }, await runner.run(file, args, opts));
 }
 
 function spawnCollect(file: string, args: readonly string[], opts: RunOptions): Promise<RunResult> {
@@ -186,7 +188,7 @@ function spawnCollect(file: string, args: readonly string[], opts: RunOptions): 
       child = spawn(file, args, {
         env: opts.env as NodeJS.ProcessEnv | undefined,
         stdio: ['pipe', 'pipe', 'pipe'],
-        timeout: opts.timeout ?? 60_000,
+        timeout: opts.timeout ?? DEFAULT_TIMEOUT_MS,
       });
     } catch (e) {
       resolve({ code: 126, stdout: '', stderr: `${file}: ${(e as Error).message}` });
@@ -194,24 +196,12 @@ function spawnCollect(file: string, args: readonly string[], opts: RunOptions): 
     }
     const out: Buffer[] = [];
     const err: Buffer[] = [];
-    let settled = false;
-    const finish = (r: RunResult) => {
-      if (!settled) {
-        settled = true;
-        resolve(r);
-      }
-    };
     child.stdout.on('data', (b: Buffer) => out.push(b));
     child.stderr.on('data', (b: Buffer) => err.push(b));
-    child.on('error', (e: NodeJS.ErrnoException) => {
-      finish({ code: e.code === 'ENOENT' ? 127 : 126, stdout: '', stderr: `${file}: ${e.message}` });
-    });
+    // 'error' (not started) and 'close' both settle; the first one counts.
+    child.on('error', (e: NodeJS.ErrnoException) => resolve(notStarted(file, e)));
     child.on('close', (code, signal) => {
-      finish({
-        code: code ?? 128 + (signal ? 9 : 0),
-        stdout: Buffer.concat(out).toString('utf8'),
-        stderr: Buffer.concat(err).toString('utf8'),
-      });
+      resolve({ code: exitCode(code, signal), stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
     });
     // A child that exits before reading its input must not crash us with EPIPE.
     child.stdin.on('error', () => {});

@@ -149,15 +149,16 @@ export class IpHostNet implements HostNet {
 
   async applyRoutes(changes: readonly RouteChange[]): Promise<(IpError | undefined)[]> {
     const b = new IpBatch({ force: true });
-    const steps = changes.map((c) => {
+    // Each change becomes a step of the batch, or is refused by the kernel layer's checks.
+    const steps = changes.map((c): { step: Step<void> } | { refused: IpError } => {
       try {
-        return b.add(c);
+        return { step: b.add(c) };
       } catch (e) {
-        if (e instanceof KernelInputError) return ipError(e.message);
+        if (e instanceof KernelInputError) return { refused: ipError(e.message) };
         throw e;
       }
     });
     await b.run(this.ip);
-    return steps.map((s) => (s instanceof Step ? s.error : s));
+    return steps.map((s) => ('step' in s ? s.step.error : s.refused));
   }
 }

@@ -493,14 +493,14 @@ export class IprouteCli implements IpRunner {
       req.tool === 'ip'
         ? ['-j', '-d', ...(o.numeric ? ['-N'] : []), ...(o.family ? [`-${o.family}`] : []), ...(o.force ? ['-force'] : []), '-batch', '-']
         : [...(o.force ? ['-force'] : []), '-batch', '-'];
-    const run = { input: req.lines.length ? `${req.lines.join('\n')}\n` : '', ...(o.background ? { background: true } : {}) };
-    if (o.netns === undefined) return this.runner.run(req.tool, flags, run);
+    const runOpts = { input: req.lines.length ? `${req.lines.join('\n')}\n` : '', ...(o.background ? { background: true } : {}) };
+    if (o.netns === undefined) return this.runner.run(req.tool, flags, runOpts);
     const enter = [`--net=${netns(o.netns)}`, '--'];
-    if (!o.sysctls?.length) return this.runner.run('nsenter', [...enter, binaryPath(req.tool), ...flags], run);
+    if (!o.sysctls?.length) return this.runner.run('nsenter', [...enter, binaryPath(req.tool), ...flags], runOpts);
     const optional = o.sysctls.filter((s) => !s.required).map((s) => `${s.key}=${s.value}`);
     const required = o.sysctls.filter((s) => s.required).map((s) => `${s.key}=${s.value}`);
     const args = [...enter, binaryPath('sh'), '-c', prelude(flags), 'sh', binaryPath(req.tool), ...optional, '--', ...required];
-    return this.runner.run('nsenter', args, run);
+    return this.runner.run('nsenter', args, runOpts);
   }
 }
 

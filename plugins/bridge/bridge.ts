@@ -4,7 +4,7 @@ import type { CmdArgs, GcArgs, PluginFuncs } from '../../lib/cni/dispatch.js';
 import { CniError, ErrorCode, causeText, isCniError, wrapError } from '../../lib/cni/errors.js';
 import type { Interface, Result } from '../../lib/cni/types.js';
 import { cidrParts } from '../../lib/addr/addr.js';
-import { BridgeBatch, type BridgeChange, IpBatch, type IpError, type IpRunner, IprouteCli, type LinkAddr, type LinkEntry } from '../../lib/linux/ip.js';
+import { type BatchOptions, BridgeBatch, type BridgeChange, IpBatch, type IpError, type IpRunner, IprouteCli, type LinkAddr, type LinkEntry } from '../../lib/linux/ip.js';
 import { pluginRunner } from '../../lib/linux/exec.js';
 import { type NetDevView, ProcSysfsView } from '../../lib/linux/netdev.js';
 import { type NetnsStatus, netnsError, netnsStatus } from '../../lib/linux/netns.js';
@@ -484,8 +484,9 @@ async function waitPortUp(deps: BridgeDeps, hostVeth: string): Promise<void> {
   }
 }
 
-async function deleteLink(deps: BridgeDeps, name: string, netns?: string, opts: { background?: boolean } = {}): Promise<void> {
-  const b = new IpBatch({ ...(netns === undefined ? {} : { netns }), ...opts });
+async function deleteLink(deps: BridgeDeps, name: string, where: Pick<BatchOptions, 'netns' | 'background'> = {}): Promise<void> {
+  const { netns } = where;
+  const b = new IpBatch(where);
   const del = b.add({ kind: 'link-del', dev: name });
   await b.run(deps.ip);
   if (!del.ok && !del.error?.notFound) throw new Error(`failed to delete "${name}"${netns ? ` in "${netns}"` : ''}: ${failText(del.error)}`);
@@ -512,12 +513,12 @@ async function settle<T>(p: Promise<T>): Promise<{ value?: T; error?: unknown }>
  * ifname) — deleting it takes the pod end along —, or, when that is gone, the pod interface
  * that prevResult describes (a veth in CNI_NETNS with prevResult's MAC). Never "whatever has
  * that name" in a namespace: with a wrong CNI_NETNS (another pod's, the node's own) that would be
- * someone else's interface. The IP and the rules are released either way.
+ * someone else's interface. The IP and the rules are released either way, meanwhile: the
+ * removal runs in the background, since the kernel takes its time removing a veth (an RCU grace
+ * period).
  */
-/** DEL's link removal, in the background: the kernel takes its time removing a veth (an RCU
- * grace period), while the rules and the IP are released. */
 async function deleteAttachmentLink(deps: BridgeDeps, args: CmdArgs, hostVeth: string): Promise<void> {
-  if (deps.netdev.names().has(hostVeth)) return deleteLink(deps, hostVeth, undefined, { background: true });
+  if (deps.netdev.names().has(hostVeth)) return deleteLink(deps, hostVeth, { background: true });
   const netns = args.netns;
   if (!netns || netnsError(netns, deps.netns)) return; // gone, empty, the node's own, or not a namespace
   const mine = args.prevResult?.interfaces?.find((i) => i.name === args.ifName && i.sandbox === netns && i.mac);
@@ -529,7 +530,7 @@ async function deleteAttachmentLink(deps: BridgeDeps, args: CmdArgs, hostVeth: s
     return; // a name no link can have: nothing of ours
   }
   if (!link || link.kind !== 'veth' || link.mac !== mine.mac?.toLowerCase()) return;
-  await deleteLink(deps, args.ifName, netns, { background: true }).catch((e: unknown) => {
+  await deleteLink(deps, args.ifName, { netns, background: true }).catch((e: unknown) => {
     // The namespace went away meanwhile: so did the interface.
     if (!/setns|namespace|Invalid argument|No such file/i.test(String(e))) throw e;
   });

@@ -23,6 +23,7 @@ import { join } from 'node:path';
 import { DIST_BENCH, DIST_BIN, DIST_TEST_BIN, debianCniBin } from '../helpers/env.js';
 import { UPSTREAM_CNI_VERSION, upstreamCniBin } from '../helpers/peers.js';
 import { PLUGIN_NAMES } from '../../plugins/registry.js';
+import { CLK_TCK } from './clock.js';
 
 const DIST = join(DIST_BIN, 'podnet');
 const EMPTY = join(DIST_BENCH, 'podnet-empty');
@@ -31,8 +32,6 @@ const DEBIAN_LABEL = 'Debian 1.1.1';
 const ITER = Number(process.env.PBR_BENCH_ITER ?? 30);
 const PAR = 40;
 const PAR_ROUNDS = Number(process.env.PBR_BENCH_PAR_ROUNDS ?? 3);
-/** Clock ticks per second of /proc/<pid>/stat times (USER_HZ: 100 on Linux). */
-const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 
 function sh(file: string, args: string[], input = ''): string {
   const r = spawnSync(file, args, { input, encoding: 'utf8' });
@@ -235,45 +234,31 @@ async function inner(): Promise<void> {
         add: [] as number[],
         del: [] as number[],
       }));
-    const timed = (start: () => Promise<void>[]) => {
+    /** Wall time of one burst: `impl` for every job at once, `cmd` each. */
+    const burst = (impl: Impl, jobs: readonly { id: string; netns: string }[], cmd: string) => {
       const t0 = process.hrtime.bigint();
-      return Promise.all(start()).then(() => Number(process.hrtime.bigint() - t0) / 1e6);
-    };
-    const runAll = (b: (typeof bursts)[number], cmd: string) =>
-      timed(() =>
-        b.jobs.map(
+      return Promise.all(
+        jobs.map(
           (j) =>
             new Promise<void>((res, rej) => {
-              const c = spawn(b.par.file, [], { env: { ...b.par.env, CNI_COMMAND: cmd, CNI_CONTAINERID: j.id, CNI_NETNS: j.netns } });
+              const c = spawn(impl.file, [], { env: { ...impl.env, CNI_COMMAND: cmd, CNI_CONTAINERID: j.id, CNI_NETNS: j.netns } });
               let out = '';
               c.stdout.on('data', (buf: Buffer) => {
                 out += buf.toString();
               });
-              c.on('close', (code) => (code === 0 ? res() : rej(new Error(`${b.label} parallel ${cmd}: ${out}`))));
-              c.stdin.end(JSON.stringify(b.par.conf));
+              c.on('close', (code) => (code === 0 ? res() : rej(new Error(`${impl.label} parallel ${cmd} exited ${code}: ${out}`))));
+              c.stdin.end(JSON.stringify(impl.conf));
             }),
         ),
-      );
-    // The floor: 40 empty executables at once, same wrapper.
-    const runFloor = () =>
-      timed(() =>
-        Array.from(
-          { length: PAR },
-          () =>
-            new Promise<void>((res, rej) => {
-              const c = spawn(EMPTY, [], { env: { ...floor.env, CNI_COMMAND: 'ADD' } });
-              c.on('close', (code) => (code === 0 ? res() : rej(new Error(`empty executable exited ${code}`))));
-              c.stdin.end(JSON.stringify(floor.conf));
-            }),
-        ),
-      );
+      ).then(() => Number(process.hrtime.bigint() - t0) / 1e6);
+    };
     const floorRounds: number[] = [];
     for (let round = 0; round < PAR_ROUNDS; round++) {
       for (const b of [...bursts.slice(round % bursts.length), ...bursts.slice(0, round % bursts.length)]) {
-        b.add.push(await runAll(b, 'ADD'));
-        b.del.push(await runAll(b, 'DEL'));
+        b.add.push(await burst(b.par, b.jobs, 'ADD'));
+        b.del.push(await burst(b.par, b.jobs, 'DEL'));
       }
-      if (hasFloor) floorRounds.push(await runFloor());
+      if (hasFloor) floorRounds.push(await burst(floor, bursts[0]?.jobs ?? [], 'ADD'));
     }
     const med = (xs: number[]) => q(xs, 50);
     const range = (xs: number[]) => `[${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)}]`;

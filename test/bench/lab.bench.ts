@@ -14,6 +14,7 @@ import { REPO_ROOT, hasBuild, isRoot } from '../helpers/env.js';
 import { upstreamCniBin } from '../helpers/peers.js';
 import { Lab, type LabNode, type Pod } from '../e2e/lab/lab.js';
 import type { NetworkList } from '../helpers/cni-runtime.js';
+import { CLK_TCK } from './clock.js';
 
 const PODS_PER_NODE = 30;
 const LAB_ROUNDS = Number(process.env.PBR_BENCH_LAB_ROUNDS ?? 3);
@@ -25,7 +26,7 @@ function pct(values: number[], p: number): number {
 
 const ms = (v: number) => `${v.toFixed(1)} ms`;
 
-/** Busy and total jiffies of the whole machine (/proc/stat), to tell CPU-bound from waiting. */
+/** Busy and total clock ticks of the whole machine (/proc/stat), to tell CPU-bound from waiting. */
 function cpuTimes(): { busy: number; total: number } {
   const f = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '').split(/\s+/).slice(1).map(Number);
   const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = f;
@@ -71,8 +72,8 @@ async function parallelAdds(lab: Lab, label: string, round: number, listFor: (n:
   const wall = performance.now() - t0;
   const c1 = cpuTimes();
   const times = pods.map((p: Pod) => p.addMs ?? NaN);
-  // Jiffies are 10 ms (USER_HZ 100): the machine's CPU time during the burst, everything included.
-  const busyMs = (c1.busy - c0.busy) * 10;
+  // The machine's CPU time during the burst, everything included.
+  const busyMs = ((c1.busy - c0.busy) * 1000) / CLK_TCK;
   const usage = `machine CPU ${(busyMs / 1000).toFixed(2)} s (${(busyMs / pods.length).toFixed(0)} ms per ADD), ${((100 * (c1.busy - c0.busy)) / (c1.total - c0.total)).toFixed(0)}% busy`;
   console.log(`  round ${round + 1}: ${label.padEnd(9)} ${pods.length} parallel ADDs: p50 ${ms(pct(times, 50))}  p95 ${ms(pct(times, 95))}  wall ${ms(wall)}; ${usage}`);
   await Promise.all(pods.map((p) => lab.delPod(p, listFor(lab.node(p.node)))));

@@ -8,7 +8,11 @@
  * file open, so the inode number cannot be reused while it lives, and
  *
  *   - refreshes the lock's mtime through that descriptor (futimes: it touches its own inode,
- *     never whatever `lock` names by then) every staleMs/2 while its event loop runs;
+ *     never whatever `lock` names by then) the moment it has linked it — its age counts from
+ *     then, not from the creation of the file, however long the link itself took —, every
+ *     staleMs/2 while its event loop runs, and at each verify: the critical section is
+ *     synchronous, so the timer cannot fire inside it, and a holder making progress must not
+ *     look dead (a burst of 100 ADDs beside a loaded disk once lost a DEL to a takeover);
  *   - verifies, before every write to the store, that `lock` still is its inode (one lstat):
  *     a holder that was stopped past staleMs and taken over finds another inode there and
  *     aborts its transaction (code 11) instead of writing under someone else's lock;
@@ -94,6 +98,7 @@ export class StoreLock {
     private readonly dev: number,
     staleMs: number,
   ) {
+    this.refresh();
     this.timer = setInterval(() => this.refresh(), Math.max(staleMs / 2, 100));
     this.timer.unref();
   }
@@ -179,9 +184,12 @@ export class StoreLock {
     return st !== undefined && st.ino === this.ino && st.dev === this.dev;
   }
 
-  /** Throw (code 11) unless this process still holds the lock: called before every write. */
+  /** Throw (code 11) unless this process still holds the lock: called before every write; a
+   * holder that still holds it refreshes it (it is making progress). */
   verify(): void {
-    if (!this.holds()) {
+    if (this.holds()) {
+      this.refresh();
+    } else {
       throw new CniError(
         ErrorCode.TryAgainLater,
         `failed to hold the lock of store "${this.path}": taken over by another process while this one was stalled; nothing more was written`,

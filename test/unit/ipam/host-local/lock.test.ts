@@ -50,6 +50,20 @@ describe('StoreLock', () => {
     }
   });
 
+  it('a holder is fresh from the moment it holds the lock, and each verify (progress) keeps it so', async () => {
+    const stale = { ...opts, staleMs: 1000 };
+    const old = new Date(Date.now() - 60_000);
+    // Its file was created long before its link went through (a slow disk): the age counts from the link.
+    const a = await StoreLock.acquire(path, tmp, stale);
+    expect(Date.now() - lstatSync(path).mtimeMs).toBeLessThan(1000);
+    // Busy in its synchronous critical section past staleMs (no timer can fire there), it verifies before a write.
+    utimesSync(path, old, old);
+    a.verify();
+    await expect(StoreLock.acquire(path, tmp, stale)).rejects.toMatchObject({ code: ErrorCode.TryAgainLater });
+    expect(a.holds()).toBe(true);
+    a.release();
+  });
+
   it('a holder taken over knows it (verify throws 11) and its release leaves the new lock alone', async () => {
     const a = await StoreLock.acquire(path, tmp, opts);
     takeOver();

@@ -1,20 +1,20 @@
-import { spawn, spawnSync } from 'node:child_process';
 import { accessSync, closeSync, constants, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { type ExitStatus, type Spawner, nodeSpawner } from './spawn.js';
 
 /**
  * The one process runner of podnet (plugins and daemon), tinyexec-like: one call, the outcome
- * as data, `throwOnError` to turn a non-zero exit into a CommandError. Bare `node:child_process`
- * (execa costs a plugin ~15 ms of start-up, architecture.md; it stays in the tests), in two
- * schedules behind one contract:
- * - `run` / `processRunner`: an asynchronous spawn, for the daemon, whose event loop must never
- *   wait for a child;
- * - `runBlocking`: spawnSync, for the plugins, which mostly have nothing else to do while their
- *   child runs. Its first use costs the process ~2 ms of CPU against ~6 ms for the first
- *   asynchronous spawn (three pipes as net.Socket streams, the SIGCHLD machinery), and each later
- *   one ~0.8 ms against ~1.2 ms: what a plugin pays on every pod. `pluginRunner` blocks unless a
- *   call says `background`: then `runInBackground` spawns it asynchronously on anonymous files
- *   (no pipes) and the plugin goes on with its own work meanwhile.
+ * as data, `throwOnError` to turn a non-zero exit into a CommandError. No execa (it costs a
+ * plugin ~15 ms of start-up, architecture.md; it stays in the tests), in two schedules behind
+ * one contract:
+ * - `run` / `processRunner`: an asynchronous spawn with pipes (node:child_process), for the
+ *   daemon, whose event loop must never wait for a child;
+ * - `runBlocking`: for the plugins, which mostly have nothing else to do while their child
+ *   runs: the child runs to its end before the call returns. `pluginRunner` blocks unless a call
+ *   says `background`: then `runInBackground` starts it on anonymous files (no pipes: Node makes
+ *   each pipe a net.Socket stream) and the plugin goes on with its own work meanwhile.
+ * The plugins' two start their children through spawn.ts (Node's spawn bindings: a plugin never
+ * loads node:child_process, ~5 ms of CPU on every invocation).
  */
 export interface RunResult {
   code: number;
@@ -59,8 +59,15 @@ const DEFAULT_TIMEOUT_MS = 60_000;
 const MAX_OUTPUT = 64 * 1024 * 1024;
 const commandText = (file: string, args: readonly string[]) => `${file} ${args.join(' ')}`.slice(0, 200);
 const executable = (file: string) => (file.includes('/') ? file : binary(file));
-const notStarted = (file: string, e: NodeJS.ErrnoException): RunResult => ({ code: e.code === 'ENOENT' ? 127 : 126, stdout: '', stderr: `${file}: ${e.message}` });
-const exitCode = (code: number | null, signal: NodeJS.Signals | null): number => code ?? 128 + (signal ? 9 : 0);
+const notStarted = (file: string, e: { code?: string | undefined; message: string }): RunResult => ({ code: e.code === 'ENOENT' ? 127 : 126, stdout: '', stderr: `${file}: ${e.message}` });
+const exitCode = (code: number | null, signal: string | null): number => code ?? 128 + (signal ? 9 : 0);
+/** A child that never started (127 / 126), or its exit code with what stopped it (a timeout, the
+ * output limit) after its stderr. */
+function ended(file: string, r: ExitStatus, stdout: () => string, stderr: () => string): RunResult {
+  if (r.error && r.status === null && r.signal === null) return notStarted(file, r.error);
+  const err = stderr();
+  return { code: exitCode(r.status, r.signal), stdout: stdout(), stderr: r.error ? `${err}${err ? '\n' : ''}${file}: ${r.error.message}` : err };
+}
 
 /** The result, or a CommandError for a non-zero exit when the caller asked for one. */
 function outcome(file: string, args: readonly string[], opts: RunOptions, r: RunResult): RunResult {
@@ -78,21 +85,12 @@ export async function run(file: string, args: readonly string[], opts: RunOption
 
 export const processRunner: Runner = { run };
 
-/** `run`, to completion before it returns (spawnSync; no await inside, so the call itself
- * blocks): the same outcomes, the same exit codes. */
-export async function runBlocking(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
-  const r = spawnSync(executable(file), args, {
-    input: opts.input ?? '',
-    env: opts.env as NodeJS.ProcessEnv | undefined,
-    timeout: opts.timeout ?? DEFAULT_TIMEOUT_MS,
-    maxBuffer: MAX_OUTPUT,
-    encoding: 'utf8',
-  });
-  const e = r.error as NodeJS.ErrnoException | undefined;
-  if (e && r.status === null && r.signal === null) return outcome(file, args, opts, notStarted(file, e));
-  // Killed by a signal, or by the timeout / the output limit (then `e` says which).
-  const stderr = e ? `${r.stderr ?? ''}${r.stderr ? '\n' : ''}${file}: ${e.message}` : (r.stderr ?? '');
-  return outcome(file, args, opts, { code: exitCode(r.status, r.signal), stdout: r.stdout ?? '', stderr });
+/** `run`, to completion before it returns (no await inside, so the call itself blocks): the
+ * same outcomes, the same exit codes. */
+export async function runBlocking(file: string, args: readonly string[], opts: RunOptions = {}, spawner: Spawner = nodeSpawner): Promise<RunResult> {
+  const input = typeof opts.input === 'string' ? Buffer.from(opts.input) : (opts.input ?? Buffer.alloc(0));
+  const r = spawner.wait(executable(file), args, { input, env: opts.env, timeout: opts.timeout ?? DEFAULT_TIMEOUT_MS, maxBuffer: MAX_OUTPUT });
+  return outcome(file, args, opts, ended(file, r, () => r.stdout, () => r.stderr));
 }
 
 /** Linux's O_TMPFILE (with O_DIRECTORY, as open(2) wants it): an unnamed file in that directory. */
@@ -131,10 +129,10 @@ function readWhole(fd: number): string {
 /**
  * `run` for a child the caller overlaps with other work, with anonymous files for its stdin,
  * stdout and stderr instead of pipes: Node makes each pipe a net.Socket stream, ~4 ms of CPU the
- * first time, where a child on plain descriptors costs what spawnSync does. Falls back to `run`
- * where no directory takes an O_TMPFILE file.
+ * first time, where a child on plain descriptors costs what a blocking one does. Falls back to
+ * `run` where no directory takes an O_TMPFILE file.
  */
-export async function runInBackground(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+export async function runInBackground(file: string, args: readonly string[], opts: RunOptions = {}, spawner: Spawner = nodeSpawner): Promise<RunResult> {
   const fds: number[] = [];
   for (let i = 0; i < 3; i++) {
     const fd = anonymousFile();
@@ -149,25 +147,8 @@ export async function runInBackground(file: string, args: readonly string[], opt
     const input = Buffer.from(opts.input ?? '');
     // At position 0, leaving the shared offset at 0, where the child starts reading.
     for (let off = 0; off < input.length; ) off += writeSync(stdin, input, off, input.length - off, off);
-    const r = await new Promise<RunResult>((resolve) => {
-      let child;
-      try {
-        child = spawn(executable(file), args, { env: opts.env as NodeJS.ProcessEnv | undefined, stdio: [stdin, stdout, stderr], timeout: opts.timeout ?? DEFAULT_TIMEOUT_MS });
-      } catch (e) {
-        resolve({ code: 126, stdout: '', stderr: `${file}: ${(e as Error).message}` });
-        return;
-      }
-      // 'error' (not started) and 'exit' both settle; the first one counts (the files are closed
-      // once it has, so a late 'exit' must not read them).
-      let settled = false;
-      const settle = (r: () => RunResult) => {
-        if (!settled) resolve(r());
-        settled = true;
-      };
-      child.on('error', (e: NodeJS.ErrnoException) => settle(() => notStarted(file, e)));
-      child.on('exit', (code, signal) => settle(() => ({ code: exitCode(code, signal), stdout: readWhole(stdout), stderr: readWhole(stderr) })));
-    });
-    return outcome(file, args, opts, r);
+    const r = await spawner.start(executable(file), args, { env: opts.env, stdio: [stdin, stdout, stderr], timeout: opts.timeout ?? DEFAULT_TIMEOUT_MS });
+    return outcome(file, args, opts, ended(file, r, () => readWhole(stdout), () => readWhole(stderr)));
   } finally {
     for (const f of fds) closeSync(f);
   }
@@ -185,7 +166,7 @@ function spawnCollect(file: string, args: readonly string[], opts: RunOptions): 
   return new Promise((resolve) => {
     let child;
     try {
-      child = spawn(file, args, {
+      child = process.getBuiltinModule('node:child_process').spawn(file, args, {
         env: opts.env as NodeJS.ProcessEnv | undefined,
         stdio: ['pipe', 'pipe', 'pipe'],
         timeout: opts.timeout ?? DEFAULT_TIMEOUT_MS,

@@ -1,15 +1,28 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CommandError, type Runner, pluginRunner, processRunner, run, runBlocking, runInBackground } from '../../../lib/linux/exec.js';
+import { CommandError, type RunOptions, type Runner, pluginRunner, processRunner, run, runBlocking, runInBackground } from '../../../lib/linux/exec.js';
+import { bindingSpawner, childProcessSpawner, nodeSpawner } from '../../../lib/linux/spawn.js';
 
-// The two schedules of the one runner contract give the same outcomes (real processes: /bin/sh).
-describe.each([
+const bindings = bindingSpawner;
+type RunOne = (file: string, args: readonly string[], opts?: RunOptions) => Promise<unknown>;
+
+it("this Node has the spawn bindings, and the plugins' runners use them", () => {
+  expect(bindings).toBeDefined();
+  expect(nodeSpawner).toBe(bindings);
+});
+
+// The schedules of the one runner contract give the same outcomes (real processes: /bin/sh),
+// the plugins' two on Node's spawn bindings and on node:child_process (a Node without them).
+describe.each<[string, RunOne]>([
   ['run (asynchronous spawn)', run],
-  ['runBlocking (spawnSync)', runBlocking],
-  ['runInBackground (asynchronous, on anonymous files)', runInBackground],
-])('%s', (_name, runOne) => {
+  ['runBlocking (spawn bindings)', (f, a, o) => runBlocking(f, a, o, bindings)],
+  ['runBlocking (node:child_process)', (f, a, o) => runBlocking(f, a, o, childProcessSpawner)],
+  ['runInBackground (spawn bindings, on anonymous files)', (f, a, o) => runInBackground(f, a, o, bindings)],
+  ['runInBackground (node:child_process, on anonymous files)', (f, a, o) => runInBackground(f, a, o, childProcessSpawner)],
+])('%s', (_name, runOne0) => {
+  const runOne = runOne0 as (file: string, args: readonly string[], opts?: RunOptions) => ReturnType<typeof run>;
   it('passes input, returns stdout, stderr and the exit code', async () => {
     const r = await runOne('sh', ['-c', 'read x; echo "out $x"; echo err >&2; exit 3'], { input: 'hello\n' });
     expect(r).toEqual({ code: 3, stdout: 'out hello\n', stderr: 'err\n' });
@@ -63,6 +76,34 @@ describe.each([
   it('env replaces the environment when given', async () => {
     const r = await runOne('/bin/sh', ['-c', 'echo "$PODNET_EXEC_TEST"'], { env: { PODNET_EXEC_TEST: 'yes' } });
     expect(r.stdout).toBe('yes\n');
+  });
+
+  it('without env the child gets this process environment', async () => {
+    process.env.PODNET_EXEC_TEST_INHERIT = 'inherited';
+    try {
+      const r = await runOne('/bin/sh', ['-c', 'echo "$PODNET_EXEC_TEST_INHERIT"']);
+      expect(r.stdout).toBe('inherited\n');
+    } finally {
+      delete process.env.PODNET_EXEC_TEST_INHERIT;
+    }
+  });
+
+  it('an argument or environment entry with a NUL byte is refused before anything starts', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'podnet-exec-test-'));
+    try {
+      const marker = join(dir, 'ran');
+      for (const [args, env] of [
+        [['-c', `touch ${marker}`, 'a\0b'], undefined],
+        [['-c', `touch ${marker}`], { X: 'a\0b' }],
+      ] as const) {
+        const r = await runOne('/bin/sh', args, env ? { env } : {});
+        expect(r.code).toBe(126);
+        expect(r.stderr).toMatch(/NUL byte|null bytes/);
+      }
+      expect(existsSync(marker)).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

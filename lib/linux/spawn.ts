@@ -51,19 +51,21 @@ const failed = (verb: string, file: string, errno: number): SpawnError => {
 };
 
 /** What the C side execs: the argument vector (file first) and the environment as pairs. */
-interface CStrings {
+export interface CStrings {
   argv: string[];
   envPairs: string[];
 }
 
 /** A spawner whose arguments and environment are known to be C strings. */
-interface RawSpawner {
+export interface RawSpawner {
   wait(file: string, c: CStrings, o: Parameters<Spawner['wait']>[2]): WaitOutcome;
   start(file: string, c: CStrings, o: Parameters<Spawner['start']>[2]): Promise<ExitStatus>;
 }
 
 /** The spawner, refusing a NUL byte (the C side would cut the string short there) before anything starts. */
-function checked(raw: RawSpawner): Spawner {
+export function checked(raw: RawSpawner): Spawner {
+  // What a spawner throws (an option this Node's binding refuses) is an outcome like the others.
+  const thrown = (e: unknown): SpawnError => ({ code: (e as NodeJS.ErrnoException).code ?? 'EINVAL', message: (e as Error).message ?? String(e) });
   const prepare = (file: string, args: readonly string[], env: Env | undefined): CStrings | SpawnError => {
     const envPairs: string[] = [];
     for (const [k, v] of Object.entries(env ?? process.env)) if (v !== undefined) envPairs.push(`${k}=${v}`);
@@ -74,11 +76,17 @@ function checked(raw: RawSpawner): Spawner {
   return {
     wait(file, args, o) {
       const c = prepare(file, args, o.env);
-      return 'code' in c ? { status: null, signal: null, stdout: '', stderr: '', error: c } : raw.wait(file, c, o);
+      if ('code' in c) return { status: null, signal: null, stdout: '', stderr: '', error: c };
+      try {
+        return raw.wait(file, c, o);
+      } catch (e) {
+        return { status: null, signal: null, stdout: '', stderr: '', error: thrown(e) };
+      }
     },
     start(file, args, o) {
       const c = prepare(file, args, o.env);
-      return 'code' in c ? Promise.resolve({ status: null, signal: null, error: c }) : raw.start(file, c, o);
+      if ('code' in c) return Promise.resolve({ status: null, signal: null, error: c });
+      return new Promise<ExitStatus>((resolve) => resolve(raw.start(file, c, o))).catch((e: unknown) => ({ status: null, signal: null, error: thrown(e) }));
     },
   };
 }

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CommandError, type RunOptions, type Runner, pluginRunner, processRunner, run, runBlocking, runInBackground } from '../../../lib/linux/exec.js';
-import { bindingSpawner, childProcessSpawner, nodeSpawner } from '../../../lib/linux/spawn.js';
+import { bindingSpawner, checked, childProcessSpawner, nodeSpawner } from '../../../lib/linux/spawn.js';
 
 const bindings = bindingSpawner;
 type RunOne = (file: string, args: readonly string[], opts?: RunOptions) => Promise<unknown>;
@@ -123,5 +123,21 @@ describe('runners', () => {
     expect(await overlaps(pluginRunner, false)).toBe(false);
     expect(await overlaps(pluginRunner, true)).toBe(true);
     expect(await overlaps(processRunner, false)).toBe(true);
+  });
+});
+
+describe('spawn.ts checked', () => {
+  it('a spawner that throws (an option its binding refuses) gives an outcome, never a throw or a rejection', async () => {
+    const s = checked({
+      wait: () => {
+        throw new TypeError('bad option');
+      },
+      start: () => {
+        throw new TypeError('bad option');
+      },
+    });
+    expect(s.wait('/bin/true', [], { input: Buffer.alloc(0), timeout: 1000, maxBuffer: 1024 }).error).toMatchObject({ message: 'bad option' });
+    expect((await s.start('/bin/true', [], { stdio: [0, 1, 2], timeout: 1000 })).error).toMatchObject({ message: 'bad option' });
+    expect((await runBlocking('/bin/true', [], {}, s)).code).toBe(126);
   });
 });

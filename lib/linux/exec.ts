@@ -1,6 +1,6 @@
 import { accessSync, closeSync, constants, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { type ExitStatus, type Spawner, nodeSpawner } from './spawn.js';
+import { type ExitStatus, type Spawner, collect, nodeSpawner } from './spawn.js';
 
 /**
  * The one process runner of podnet (plugins and daemon), tinyexec-like: one call, the outcome
@@ -13,8 +13,8 @@ import { type ExitStatus, type Spawner, nodeSpawner } from './spawn.js';
  *   runs: the child runs to its end before the call returns. `pluginRunner` blocks unless a call
  *   says `background`: then `runInBackground` starts it on anonymous files (no pipes: Node makes
  *   each pipe a net.Socket stream) and the plugin goes on with its own work meanwhile.
- * The plugins' two start their children through spawn.ts (Node's spawn bindings: a plugin never
- * loads node:child_process, ~5 ms of CPU on every invocation).
+ * spawn.ts starts the children: the plugins' through Node's spawn bindings (a plugin never loads
+ * node:child_process, ~5 ms of CPU on every invocation), the daemon's through node:child_process.
  */
 export interface RunResult {
   code: number;
@@ -61,6 +61,7 @@ const commandText = (file: string, args: readonly string[]) => `${file} ${args.j
 const executable = (file: string) => (file.includes('/') ? file : binary(file));
 const notStarted = (file: string, e: { code?: string | undefined; message: string }): RunResult => ({ code: e.code === 'ENOENT' ? 127 : 126, stdout: '', stderr: `${file}: ${e.message}` });
 const exitCode = (code: number | null, signal: string | null): number => code ?? 128 + (signal ? 9 : 0);
+const inputOf = (opts: RunOptions): Buffer => Buffer.from(opts.input ?? '');
 /** A child that never started (127 / 126), or its exit code with what stopped it (a timeout, the
  * output limit) after its stderr. */
 function ended(file: string, r: ExitStatus, stdout: () => string, stderr: () => string): RunResult {
@@ -80,7 +81,8 @@ function outcome(file: string, args: readonly string[], opts: RunOptions, r: Run
  * tool is missing) is in the result. A bare name is looked up in PATH and the system dirs.
  */
 export async function run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
-  return outcome(file, args, opts, await spawnCollect(executable(file), args, opts));
+  const r = await collect(executable(file), args, { input: inputOf(opts), env: opts.env, timeout: opts.timeout ?? DEFAULT_TIMEOUT_MS });
+  return outcome(file, args, opts, ended(file, r, () => r.stdout, () => r.stderr));
 }
 
 export const processRunner: Runner = { run };
@@ -88,8 +90,7 @@ export const processRunner: Runner = { run };
 /** `run`, to completion before it returns (no await inside, so the call itself blocks): the
  * same outcomes, the same exit codes. */
 export async function runBlocking(file: string, args: readonly string[], opts: RunOptions = {}, spawner: Spawner = nodeSpawner): Promise<RunResult> {
-  const input = typeof opts.input === 'string' ? Buffer.from(opts.input) : (opts.input ?? Buffer.alloc(0));
-  const r = spawner.wait(executable(file), args, { input, env: opts.env, timeout: opts.timeout ?? DEFAULT_TIMEOUT_MS, maxBuffer: MAX_OUTPUT });
+  const r = spawner.wait(executable(file), args, { input: inputOf(opts), env: opts.env, timeout: opts.timeout ?? DEFAULT_TIMEOUT_MS, maxBuffer: MAX_OUTPUT });
   return outcome(file, args, opts, ended(file, r, () => r.stdout, () => r.stderr));
 }
 
@@ -144,7 +145,7 @@ export async function runInBackground(file: string, args: readonly string[], opt
   }
   const [stdin, stdout, stderr] = fds as [number, number, number];
   try {
-    const input = Buffer.from(opts.input ?? '');
+    const input = inputOf(opts);
     // At position 0, leaving the shared offset at 0, where the child starts reading.
     for (let off = 0; off < input.length; ) off += writeSync(stdin, input, off, input.length - off, off);
     const r = await spawner.start(executable(file), args, { env: opts.env, stdio: [stdin, stdout, stderr], timeout: opts.timeout ?? DEFAULT_TIMEOUT_MS });
@@ -160,34 +161,6 @@ export const pluginRunner: Runner = { run: (file, args, opts) => (opts?.backgrou
 /** Run through any Runner and throw CommandError unless the exit code is 0 (fakes need not know throwOnError). */
 export async function runChecked(runner: Runner, file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
   return outcome(file, args, { throwOnError: true }, await runner.run(file, args, opts));
-}
-
-function spawnCollect(file: string, args: readonly string[], opts: RunOptions): Promise<RunResult> {
-  return new Promise((resolve) => {
-    let child;
-    try {
-      child = process.getBuiltinModule('node:child_process').spawn(file, args, {
-        env: opts.env as NodeJS.ProcessEnv | undefined,
-        stdio: ['pipe', 'pipe', 'pipe'],
-        timeout: opts.timeout ?? DEFAULT_TIMEOUT_MS,
-      });
-    } catch (e) {
-      resolve({ code: 126, stdout: '', stderr: `${file}: ${(e as Error).message}` });
-      return;
-    }
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
-    // 'error' (not started) and 'close' both settle; the first one counts.
-    child.on('error', (e: NodeJS.ErrnoException) => resolve(notStarted(file, e)));
-    child.on('close', (code, signal) => {
-      resolve({ code: exitCode(code, signal), stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
-    });
-    // A child that exits before reading its input must not crash us with EPIPE.
-    child.stdin.on('error', () => {});
-    child.stdin.end(opts.input ?? '');
-  });
 }
 
 /** Directories searched after PATH: runtimes do not always pass a PATH that holds the sbin ones. */

@@ -1,11 +1,12 @@
-import type { ChildProcess } from 'node:child_process';
 import { getSystemErrorName } from 'node:util';
 
 /**
- * How a child process is started, under exec.ts's runners: through Node's own spawn bindings
- * (`spawn_sync`, `process_wrap`: what node:child_process is built on) when this Node has them,
- * else through node:child_process. The reason is start-up cost, paid on every plugin
- * invocation: the first spawn through node:child_process costs a plugin 5–8 ms of CPU, most of
+ * How a child process is started, under exec.ts's runners — the one module that starts them.
+ * The plugins' two schedules (`Spawner`: wait for it, or start it on descriptors) go through
+ * Node's own spawn bindings (`spawn_sync`, `process_wrap`: what node:child_process is built on)
+ * when this Node has them, else through node:child_process; the daemon's (`collect`: pipes, an
+ * event loop that never waits) through node:child_process. The reason is start-up cost, paid on
+ * every plugin invocation: the first spawn through node:child_process costs a plugin 5–8 ms of CPU, most of
  * it loading the module, which loads net, stream, dgram and the rest of the machinery for pipes,
  * sockets and IPC that a plugin never uses; the bindings cost 1–1.5 ms (a fork and an exec).
  * Only the options child_process itself passes them are used, built here from values that
@@ -56,37 +57,42 @@ export interface CStrings {
   envPairs: string[];
 }
 
+/** The C strings of a child, or why not: a NUL byte, where the C side would cut the string short. */
+function cStrings(file: string, args: readonly string[], env: Env | undefined): CStrings | SpawnError {
+  const envPairs: string[] = [];
+  for (const [k, v] of Object.entries(env ?? process.env)) if (v !== undefined) envPairs.push(`${k}=${v}`);
+  const argv = [file, ...args];
+  if ([...argv, ...envPairs].some((x) => x.includes('\0'))) return { code: 'EINVAL', message: 'an argument or environment entry holds a NUL byte' };
+  return { argv, envPairs };
+}
+
+/** What a spawn threw or emitted (an errno error, or an option a binding refuses), as an outcome. */
+const errorOf = (e: unknown): SpawnError => ({ code: (e as NodeJS.ErrnoException).code ?? 'EINVAL', message: (e as Error).message ?? String(e) });
+
+const neverRan = (error: SpawnError): WaitOutcome => ({ status: null, signal: null, stdout: '', stderr: '', error });
+
 /** A spawner whose arguments and environment are known to be C strings. */
 export interface RawSpawner {
   wait(file: string, c: CStrings, o: Parameters<Spawner['wait']>[2]): WaitOutcome;
   start(file: string, c: CStrings, o: Parameters<Spawner['start']>[2]): Promise<ExitStatus>;
 }
 
-/** The spawner, refusing a NUL byte (the C side would cut the string short there) before anything starts. */
+/** The spawner, refusing a NUL byte before anything starts; what it throws is an outcome too. */
 export function checked(raw: RawSpawner): Spawner {
-  // What a spawner throws (an option this Node's binding refuses) is an outcome like the others.
-  const thrown = (e: unknown): SpawnError => ({ code: (e as NodeJS.ErrnoException).code ?? 'EINVAL', message: (e as Error).message ?? String(e) });
-  const prepare = (file: string, args: readonly string[], env: Env | undefined): CStrings | SpawnError => {
-    const envPairs: string[] = [];
-    for (const [k, v] of Object.entries(env ?? process.env)) if (v !== undefined) envPairs.push(`${k}=${v}`);
-    const argv = [file, ...args];
-    if ([...argv, ...envPairs].some((x) => x.includes('\0'))) return { code: 'EINVAL', message: 'an argument or environment entry holds a NUL byte' };
-    return { argv, envPairs };
-  };
   return {
     wait(file, args, o) {
-      const c = prepare(file, args, o.env);
-      if ('code' in c) return { status: null, signal: null, stdout: '', stderr: '', error: c };
+      const c = cStrings(file, args, o.env);
+      if ('code' in c) return neverRan(c);
       try {
         return raw.wait(file, c, o);
       } catch (e) {
-        return { status: null, signal: null, stdout: '', stderr: '', error: thrown(e) };
+        return neverRan(errorOf(e));
       }
     },
     start(file, args, o) {
-      const c = prepare(file, args, o.env);
-      if ('code' in c) return Promise.resolve({ status: null, signal: null, error: c });
-      return new Promise<ExitStatus>((resolve) => resolve(raw.start(file, c, o))).catch((e: unknown) => ({ status: null, signal: null, error: thrown(e) }));
+      const c = cStrings(file, args, o.env);
+      if ('code' in c) return Promise.resolve(neverRan(c));
+      return new Promise<ExitStatus>((resolve) => resolve(raw.start(file, c, o))).catch((e: unknown) => neverRan(errorOf(e)));
     },
   };
 }
@@ -111,7 +117,7 @@ function binding<T>(name: string): T | undefined {
   }
 }
 
-function bindingsSpawner(): Spawner | undefined {
+function makeBindingSpawner(): Spawner | undefined {
   const sync = binding<SpawnSyncBinding>('spawn_sync');
   const Process = binding<{ Process: new () => ProcessHandle }>('process_wrap')?.Process;
   if (typeof sync?.spawn !== 'function' || typeof Process !== 'function') return undefined;
@@ -146,12 +152,12 @@ function bindingsSpawner(): Spawner | undefined {
         child.onexit = (exitCode, signalCode) => {
           clearTimeout(timer);
           child.close();
-          resolve(exitCode < 0 ? { status: null, signal: null, error: failed('spawn', file, exitCode) } : { status: signalCode ? null : exitCode, signal: signalCode || null });
+          resolve(exitCode < 0 ? neverRan(failed('spawn', file, exitCode)) : { status: signalCode ? null : exitCode, signal: signalCode || null });
         };
         const err = child.spawn({ ...common, file, args: c.argv, envPairs: c.envPairs, stdio: o.stdio.map((fd) => ({ type: 'fd', fd })) });
         if (err !== 0) {
           child.close();
-          resolve({ status: null, signal: null, error: failed('spawn', file, err) });
+          resolve(neverRan(failed('spawn', file, err)));
           return;
         }
         timer = setTimeout(() => child.kill(SIGTERM), o.timeout);
@@ -162,32 +168,46 @@ function bindingsSpawner(): Spawner | undefined {
 
 const childProcess = () => process.getBuiltinModule('node:child_process');
 
-const errnoError = (e: NodeJS.ErrnoException): SpawnError => ({ code: e.code ?? 'EINVAL', message: e.message });
-
 /** The same through node:child_process (loaded on first use), for a Node without the bindings. */
 export const childProcessSpawner: Spawner = checked({
   wait(file, c, o) {
     const r = childProcess().spawnSync(file, c.argv.slice(1), { input: o.input, env: o.env as NodeJS.ProcessEnv | undefined, timeout: o.timeout, maxBuffer: o.maxBuffer, encoding: 'utf8' });
-    return { status: r.status, signal: r.signal, stdout: r.stdout ?? '', stderr: r.stderr ?? '', ...(r.error ? { error: errnoError(r.error) } : {}) };
+    return { status: r.status, signal: r.signal, stdout: r.stdout ?? '', stderr: r.stderr ?? '', ...(r.error ? { error: errorOf(r.error) } : {}) };
   },
   start(file, c, o) {
     return new Promise((resolve) => {
-      let child: ChildProcess;
-      try {
-        child = childProcess().spawn(file, c.argv.slice(1), { env: o.env as NodeJS.ProcessEnv | undefined, stdio: [...o.stdio], timeout: o.timeout });
-      } catch (e) {
-        resolve({ status: null, signal: null, error: errnoError(e as NodeJS.ErrnoException) });
-        return;
-      }
+      const child = childProcess().spawn(file, c.argv.slice(1), { env: o.env as NodeJS.ProcessEnv | undefined, stdio: [...o.stdio], timeout: o.timeout });
       // 'error' (not started) and 'exit' both settle; the first one counts.
-      child.on('error', (e: NodeJS.ErrnoException) => resolve({ status: null, signal: null, error: errnoError(e) }));
+      child.on('error', (e) => resolve(neverRan(errorOf(e))));
       child.on('exit', (status, signal) => resolve({ status, signal }));
     });
   },
 });
 
+/**
+ * The daemon's schedule: an asynchronous child on pipes (node:child_process), its input written,
+ * its output collected; killed (SIGTERM) past `timeout` ms. Settles when the pipes have closed.
+ */
+export function collect(file: string, args: readonly string[], o: { input: Buffer; env?: Env | undefined; timeout: number }): Promise<WaitOutcome> {
+  const c = cStrings(file, args, o.env);
+  if ('code' in c) return Promise.resolve(neverRan(c));
+  return new Promise<WaitOutcome>((resolve) => {
+    const child = childProcess().spawn(file, c.argv.slice(1), { env: o.env as NodeJS.ProcessEnv | undefined, stdio: ['pipe', 'pipe', 'pipe'], timeout: o.timeout });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    // 'error' (not started) and 'close' both settle; the first one counts.
+    child.on('error', (e) => resolve(neverRan(errorOf(e))));
+    child.on('close', (status, signal) => resolve({ status, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }));
+    // A child that exits before reading its input must not crash us with EPIPE.
+    child.stdin.on('error', () => {});
+    child.stdin.end(o.input);
+  }).catch((e: unknown) => neverRan(errorOf(e)));
+}
+
 /** The spawner on Node's bindings, or undefined where this Node lacks them. */
-export const bindingSpawner: Spawner | undefined = bindingsSpawner();
+export const bindingSpawner: Spawner | undefined = makeBindingSpawner();
 
 /** What the runners use: the bindings where this Node has them (the pinned one does). */
 export const nodeSpawner: Spawner = bindingSpawner ?? childProcessSpawner;

@@ -2,27 +2,23 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CommandError, type RunOptions, type Runner, pluginRunner, processRunner, run, runBlocking, runInBackground } from '../../../lib/linux/exec.js';
+import { CommandError, type Runner, pluginRunner, processRunner, run, runBlocking, runInBackground } from '../../../lib/linux/exec.js';
 import { bindingSpawner, checked, childProcessSpawner, nodeSpawner } from '../../../lib/linux/spawn.js';
 
-const bindings = bindingSpawner;
-type RunOne = (file: string, args: readonly string[], opts?: RunOptions) => Promise<unknown>;
-
 it("this Node has the spawn bindings, and the plugins' runners use them", () => {
-  expect(bindings).toBeDefined();
-  expect(nodeSpawner).toBe(bindings);
+  expect(bindingSpawner).toBeDefined();
+  expect(nodeSpawner).toBe(bindingSpawner);
 });
 
 // The schedules of the one runner contract give the same outcomes (real processes: /bin/sh),
 // the plugins' two on Node's spawn bindings and on node:child_process (a Node without them).
-describe.each<[string, RunOne]>([
+describe.each<[string, typeof run]>([
   ['run (asynchronous spawn)', run],
-  ['runBlocking (spawn bindings)', (f, a, o) => runBlocking(f, a, o, bindings)],
+  ['runBlocking (spawn bindings)', (f, a, o) => runBlocking(f, a, o, bindingSpawner)],
   ['runBlocking (node:child_process)', (f, a, o) => runBlocking(f, a, o, childProcessSpawner)],
-  ['runInBackground (spawn bindings, on anonymous files)', (f, a, o) => runInBackground(f, a, o, bindings)],
+  ['runInBackground (spawn bindings, on anonymous files)', (f, a, o) => runInBackground(f, a, o, bindingSpawner)],
   ['runInBackground (node:child_process, on anonymous files)', (f, a, o) => runInBackground(f, a, o, childProcessSpawner)],
-])('%s', (_name, runOne0) => {
-  const runOne = runOne0 as (file: string, args: readonly string[], opts?: RunOptions) => ReturnType<typeof run>;
+])('%s', (_name, runOne) => {
   it('passes input, returns stdout, stderr and the exit code', async () => {
     const r = await runOne('sh', ['-c', 'read x; echo "out $x"; echo err >&2; exit 3'], { input: 'hello\n' });
     expect(r).toEqual({ code: 3, stdout: 'out hello\n', stderr: 'err\n' });

@@ -43,6 +43,7 @@
 import { closeSync, constants, fstatSync, futimesSync, linkSync, lstatSync, openSync, renameSync, rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { CniError, ErrorCode, causeText } from '../../../lib/cni/errors.js';
+import { errCode, removeFile } from './reservation-dir.js';
 
 export interface LockOptions {
   /** A lock not refreshed for this long is taken over. */
@@ -80,7 +81,6 @@ function restorePriority(own: number | undefined): void {
     // Lowering one's own priority is always allowed; nothing else to do.
   }
 }
-const errCode = (e: unknown): string | undefined => (e as NodeJS.ErrnoException | undefined)?.code;
 let tokens = 0;
 const uniqueName = (what: string) => `${what}.${process.pid}.${Date.now().toString(36)}.${(tokens += 1)}.${Math.random().toString(36).slice(2, 8)}`;
 
@@ -223,7 +223,7 @@ export class StoreLock {
       }
       const moved = lstatSync(aside, { throwIfNoEntry: false });
       if (moved && (moved.ino !== this.ino || moved.dev !== this.dev)) putBack(aside, this.path);
-      else rmSync(aside, { force: true });
+      else removeFile(aside);
     } finally {
       closeSync(this.fd);
       restorePriority(this.ownPriority);

@@ -33,7 +33,7 @@
 import { lstatSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fnv1a32 } from '../../../lib/hash/fnv.js';
-import { type ReservationDir, assertRealDir, ensureRealDir, readNoFollow, writeNoFollow } from './reservation-dir.js';
+import { type ReservationDir, assertRealDir, ensureRealDir, readNoFollow, removeFile, writeNoFollow } from './reservation-dir.js';
 import { type Owner, type Reservation, sameOwner } from './store.js';
 
 export const INDEX_NAME = 'podnet/index';
@@ -185,7 +185,7 @@ export class OwnerIndex {
     this.guard();
     const path = join(this.indexDir, bucketName(b));
     if (entries.length) writeNoFollow(path, JSON.stringify(entries.map(entryJson)), this.tmpPath);
-    else rmSync(path, { force: true });
+    else removeFile(path);
   }
 
   /** Replace the whole index with one built from `rs`: every bucket rewritten or removed. */

@@ -112,6 +112,18 @@ export function writeNoFollow(path: string, data: string, tmpPath: () => string)
   }
 }
 
+/** Remove a file; false when it was gone already. What rmSync's `force` does for one file, without
+ * its checks (two lstats) and the module it loads (~0.3 ms on the first call of a plugin). */
+export function removeFile(path: string): boolean {
+  try {
+    unlinkSync(path);
+    return true;
+  } catch (e) {
+    if (errCode(e) === 'ENOENT') return false;
+    throw e;
+  }
+}
+
 /** Create a file that must not exist yet with this content; removed again if the write fails. */
 export function writeNew(path: string, buf: Buffer): void {
   const fd = openSync(path, O_CREATE, 0o600);
@@ -194,13 +206,7 @@ export class ReservationDir {
   }
 
   private unlinkOwned(ip: string): boolean {
-    try {
-      unlinkSync(join(this.dir, ip));
-      return true;
-    } catch (e) {
-      if (errCode(e) === 'ENOENT') return false;
-      throw e;
-    }
+    return removeFile(join(this.dir, ip));
   }
 
   /** The address last handed out from range set `setIndex`, when recorded and readable. */

@@ -11,6 +11,7 @@ if (process.env.NODE_V8_COVERAGE !== undefined) require('node:v8').stopCoverage(
 const { getAsset, getRawAsset } = require('node:sea');
 const { Script } = require('node:vm');
 
-const script = new Script(getAsset('bundle', 'utf8'), { filename: 'podnet.cjs', cachedData: Buffer.from(getRawAsset('cache')) });
+// The cache as a view of the executable's asset, not a copy (V8 only reads it).
+const script = new Script(getAsset('bundle', 'utf8'), { filename: 'podnet.cjs', cachedData: new Uint8Array(getRawAsset('cache')) });
 if (script.cachedDataRejected) process.stderr.write("podnet: V8 rejected this executable's code cache; running without it\n");
 script.runInThisContext()(exports, require, module, __filename, __dirname);

@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { DIST_BENCH, DIST_BIN, DIST_TEST_BIN, debianCniBin } from '../helpers/env.js';
 import { UPSTREAM_CNI_VERSION, upstreamCniBin } from '../helpers/peers.js';
 import { PLUGIN_NAMES } from '../../plugins/registry.js';
-import { CLK_TCK } from './clock.js';
+import { CLK_TCK, machineCpu } from './clock.js';
 
 const DIST = join(DIST_BIN, 'podnet');
 const EMPTY = join(DIST_BENCH, 'podnet-empty');
@@ -224,7 +224,7 @@ async function inner(): Promise<void> {
     // 40 parallel ADDs, then 40 parallel DELs, each implementation on its own (fresh) bridge; the
     // whole set PAR_ROUNDS times, each round in another order, and the median of the rounds taken
     // (one burst on a shared 2-core machine moves by a fifth from run to run).
-    console.log(`${PAR} parallel ADDs / DELs (wall time, median of ${PAR_ROUNDS} rounds, range in brackets):`);
+    console.log(`${PAR} parallel ADDs / DELs (wall time, median of ${PAR_ROUNDS} rounds, range in brackets; cpu = the machine's busy time per pod, median):`);
     const bursts = impls
       .filter((i) => i.label !== 'podnet, IPAM exec')
       .map((impl) => ({
@@ -234,9 +234,11 @@ async function inner(): Promise<void> {
         add: [] as number[],
         del: [] as number[],
       }));
-    /** Wall time of one burst: `impl` for every job at once, `cmd` each. */
+    /** Wall time of one burst: `impl` for every job at once, `cmd` each; the machine's CPU per job into `cpuPer`. */
+    const cpuPer: Record<string, number[]> = {};
     const burst = (impl: Impl, jobs: readonly { id: string; netns: string }[], cmd: string) => {
       const t0 = process.hrtime.bigint();
+      const c0 = machineCpu().busyMs;
       return Promise.all(
         jobs.map(
           (j) =>
@@ -250,7 +252,10 @@ async function inner(): Promise<void> {
               c.stdin.end(JSON.stringify(impl.conf));
             }),
         ),
-      ).then(() => Number(process.hrtime.bigint() - t0) / 1e6);
+      ).then(() => {
+        (cpuPer[`${impl.label} ${cmd}`] ??= []).push((machineCpu().busyMs - c0) / jobs.length);
+        return Number(process.hrtime.bigint() - t0) / 1e6;
+      });
     };
     const floorRounds: number[] = [];
     for (let round = 0; round < PAR_ROUNDS; round++) {
@@ -265,13 +270,14 @@ async function inner(): Promise<void> {
     const wall: Record<string, [number, number]> = Object.fromEntries(bursts.map((b) => [b.label, [med(b.add), med(b.del)]]));
     const ranges: Record<string, string> = Object.fromEntries(bursts.map((b) => [b.label, `${range(b.add)} / ${range(b.del)}`]));
     const floorPar = hasFloor ? med(floorRounds) : NaN;
+    const cpuPar = (label: string, ...cmds: string[]) => `cpu ${cmds.map((c) => med(cpuPer[`${label} ${c}`] ?? []).toFixed(1)).join(' / ')} ms`;
     const [ra, rd] = wall[REF_LABEL] ?? [NaN, NaN];
     const [pa] = wall.podnet ?? [NaN, NaN];
-    console.log(`  ${REF_LABEL.padEnd(20)} ADD ${ra.toFixed(0).padStart(5)} ms   DEL ${rd.toFixed(0).padStart(5)} ms   ${ranges[REF_LABEL]}`);
-    if (hasFloor) console.log(`  ${floor.label.padEnd(20)} run ${floorPar.toFixed(0).padStart(5)} ms   ${range(floorRounds)}`);
+    console.log(`  ${REF_LABEL.padEnd(20)} ADD ${ra.toFixed(0).padStart(5)} ms   DEL ${rd.toFixed(0).padStart(5)} ms   ${ranges[REF_LABEL]}   ${cpuPar(REF_LABEL, 'ADD', 'DEL')}`);
+    if (hasFloor) console.log(`  ${floor.label.padEnd(20)} run ${floorPar.toFixed(0).padStart(5)} ms   ${range(floorRounds)}   ${cpuPar(floor.label, 'ADD')}`);
     for (const l of [DEBIAN_LABEL, 'podnet', 'podnet + ref IPAM', ...(alt ? ['podnet (alt)'] : [])]) {
       const [a, d] = wall[l] ?? [NaN, NaN];
-      console.log(`  ${l.padEnd(20)} ADD ${a.toFixed(0).padStart(5)} ms   DEL ${d.toFixed(0).padStart(5)} ms   ${(a / ra).toFixed(2)}× / ${(d / rd).toFixed(2)}× ${REF_LABEL}   ${ranges[l]}`);
+      console.log(`  ${l.padEnd(20)} ADD ${a.toFixed(0).padStart(5)} ms   DEL ${d.toFixed(0).padStart(5)} ms   ${(a / ra).toFixed(2)}× / ${(d / rd).toFixed(2)}× ${REF_LABEL}   ${ranges[l]}   ${cpuPar(l, 'ADD', 'DEL')}`);
     }
     console.log(`  (load average at the end: ${loadavg().map((x) => x.toFixed(1)).join(' ')} on ${cpus().length} CPUs)`);
     const p50 = (m: Record<string, number[]>, l: string) => q(m[l] ?? [], 50);

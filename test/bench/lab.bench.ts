@@ -8,13 +8,12 @@
  *     2 cores moves by a third from round to round).
  */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO_ROOT, hasBuild, isRoot } from '../helpers/env.js';
 import { upstreamCniBin } from '../helpers/peers.js';
 import { Lab, type LabNode, type Pod } from '../e2e/lab/lab.js';
 import type { NetworkList } from '../helpers/cni-runtime.js';
-import { CLK_TCK } from './clock.js';
+import { machineCpu } from './clock.js';
 
 const PODS_PER_NODE = 30;
 const LAB_ROUNDS = Number(process.env.PBR_BENCH_LAB_ROUNDS ?? 3);
@@ -25,14 +24,6 @@ function pct(values: number[], p: number): number {
 }
 
 const ms = (v: number) => `${v.toFixed(1)} ms`;
-
-/** Busy and total clock ticks of the whole machine (/proc/stat), to tell CPU-bound from waiting. */
-function cpuTimes(): { busy: number; total: number } {
-  const f = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '').split(/\s+/).slice(1).map(Number);
-  const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = f;
-  const busy = user + nice + system + irq + softirq + steal;
-  return { busy, total: busy + idle + iowait };
-}
 
 async function timeDemo(): Promise<void> {
   const t0 = performance.now();
@@ -65,16 +56,16 @@ function referenceList(list: NetworkList, node: LabNode): NetworkList {
 
 async function parallelAdds(lab: Lab, label: string, round: number, listFor: (n: LabNode) => NetworkList): Promise<number[]> {
   const t0 = performance.now();
-  const c0 = cpuTimes();
+  const c0 = machineCpu();
   const pods = await Promise.all(
     lab.nodes.flatMap((node) => Array.from({ length: PODS_PER_NODE }, (_, i) => lab.addPod(node, `${label}-${round}-${node.name}-${i}`, listFor(node)))),
   );
   const wall = performance.now() - t0;
-  const c1 = cpuTimes();
+  const c1 = machineCpu();
   const times = pods.map((p: Pod) => p.addMs ?? NaN);
   // The machine's CPU time during the burst, everything included.
-  const busyMs = ((c1.busy - c0.busy) * 1000) / CLK_TCK;
-  const usage = `machine CPU ${(busyMs / 1000).toFixed(2)} s (${(busyMs / pods.length).toFixed(0)} ms per ADD), ${((100 * (c1.busy - c0.busy)) / (c1.total - c0.total)).toFixed(0)}% busy`;
+  const busyMs = c1.busyMs - c0.busyMs;
+  const usage = `machine CPU ${(busyMs / 1000).toFixed(2)} s (${(busyMs / pods.length).toFixed(0)} ms per ADD), ${((100 * busyMs) / (c1.totalMs - c0.totalMs)).toFixed(0)}% busy`;
   console.log(`  round ${round + 1}: ${label.padEnd(9)} ${pods.length} parallel ADDs: p50 ${ms(pct(times, 50))}  p95 ${ms(pct(times, 95))}  wall ${ms(wall)}; ${usage}`);
   await Promise.all(pods.map((p) => lab.delPod(p, listFor(lab.node(p.node)))));
   return [pct(times, 50), pct(times, 95), wall];

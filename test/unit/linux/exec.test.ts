@@ -51,10 +51,29 @@ describe.each<[string, typeof run]>([
 
   it('a child past its timeout is killed (128 + 9)', async () => {
     const started = Date.now();
-    // `exec`: no grandchild keeps the pipes open (the asynchronous runner waits for them to close).
+    // `exec`: the sleep is the child itself, so the kill ends it (a grandchild would outlive it).
     const r = await runOne('sh', ['-c', 'exec sleep 5'], { timeout: 100 });
     expect(r.code).toBe(137);
     expect(Date.now() - started).toBeLessThan(4000);
+  });
+
+  it("a child whose own child holds its output open: the outcome by the timeout, with what it wrote", async () => {
+    const started = Date.now();
+    const r = await runOne('sh', ['-c', 'sleep 5 & echo $!'], { timeout: 500 });
+    const grandchild = Number(r.stdout.trim());
+    try {
+      expect(r.code).toBe(0);
+      expect(grandchild).toBeGreaterThan(1);
+      expect(Date.now() - started).toBeLessThan(3000);
+    } finally {
+      if (grandchild > 1) {
+        try {
+          process.kill(grandchild, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+    }
   });
 
   it('a child that exits without reading its input is no failure', async () => {

@@ -169,7 +169,10 @@ spec:
         return onNode.every((p) => !now.includes(p.ip));
       }, 60_000, 500);
       const after = await waitDeployment(6);
-      const fresh = after.filter((p) => p.node === node);
+      // The deployment's spread (maxSkew 1 by hostname, DoNotSchedule) puts every replacement on
+      // this node: its IPAM must hand out addresses again, not just have released them.
+      const fresh = after.filter((p) => p.node === node && !onNode.some((o) => o.name === p.name));
+      expect(fresh).toHaveLength(onNode.length);
       const nowHeld = await reservations(node);
       for (const p of fresh) expect(nowHeld).toContain(p.ip);
       // Every reservation on the node belongs to a live pod there (hairpin and echo pods).

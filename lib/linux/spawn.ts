@@ -186,43 +186,41 @@ export const childProcessSpawner: Spawner = checked({
 
 /**
  * The daemon's schedule: an asynchronous child on pipes (node:child_process), its input written,
- * its output collected; killed (SIGTERM) past `timeout` ms. Settles when the pipes have closed,
- * or at that deadline once the child has exited (a grandchild holding them open).
+ * its output collected. At `timeout` ms it is killed (SIGTERM) and its pipes are dropped, as
+ * spawnSync does (runBlocking): a grandchild holding them open cannot keep the outcome waiting.
+ * Settles when the child has exited and the pipes have closed.
  */
 export function collect(file: string, args: readonly string[], o: { input: Buffer; env?: Env | undefined; timeout: number }): Promise<WaitOutcome> {
   const c = cStrings(file, args, o.env);
   if ('code' in c) return Promise.resolve(neverRan(c));
   return new Promise<WaitOutcome>((resolve) => {
-    const deadline = Date.now() + o.timeout;
-    const child = childProcess().spawn(file, c.argv.slice(1), { env: o.env as NodeJS.ProcessEnv | undefined, stdio: ['pipe', 'pipe', 'pipe'], timeout: o.timeout });
+    const child = childProcess().spawn(file, c.argv.slice(1), { env: o.env as NodeJS.ProcessEnv | undefined, stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (b: Buffer) => out.push(b));
     child.stderr.on('data', (b: Buffer) => err.push(b));
-    let drain: NodeJS.Timeout | undefined;
+    let timedOut = false;
+    const deadline = setTimeout(() => {
+      timedOut = true;
+      child.kill();
+      child.stdout.destroy();
+      child.stderr.destroy();
+    }, o.timeout);
     const settle = (r: WaitOutcome) => {
-      clearTimeout(drain);
+      clearTimeout(deadline);
       resolve(r);
     };
-    const outcome = (status: number | null, signal: string | null, error?: SpawnError): WaitOutcome => ({
-      status,
-      signal,
-      stdout: Buffer.concat(out).toString('utf8'),
-      stderr: Buffer.concat(err).toString('utf8'),
-      ...(error ? { error } : {}),
-    });
     // 'error' (not started) and 'close' both settle; the first one counts.
     child.on('error', (e) => settle(neverRan(errorOf(e))));
-    child.on('close', (status, signal) => settle(outcome(status, signal)));
-    // 'close' waits for the pipes, which a child's own child can hold open past its exit: at the
-    // deadline the outcome is what it wrote by then, as spawnSync's is (runBlocking).
-    child.on('exit', (status, signal) => {
-      drain = setTimeout(() => {
-        child.stdout.destroy();
-        child.stderr.destroy();
-        settle(outcome(status, signal, { code: 'ETIMEDOUT', message: `spawn ${file} ETIMEDOUT` }));
-      }, Math.max(0, deadline - Date.now()));
-    });
+    child.on('close', (status, signal) =>
+      settle({
+        status,
+        signal,
+        stdout: Buffer.concat(out).toString('utf8'),
+        stderr: Buffer.concat(err).toString('utf8'),
+        ...(timedOut ? { error: { code: 'ETIMEDOUT', message: `spawn ${file} ETIMEDOUT` } } : {}),
+      }),
+    );
     // A child that exits before reading its input must not crash us with EPIPE.
     child.stdin.on('error', () => {});
     child.stdin.end(o.input);
